@@ -1,0 +1,45 @@
+"""fastsock: a drop-in, Cython-accelerated replacement for :mod:`socketserver`.
+
+``import fastsock as socketserver`` gives the whole API of CPython 3.13's
+``socketserver`` on every supported Python, with the serve loop, accept,
+``recvfrom`` and the stream handlers' ``rfile``/``wfile`` compiled.
+
+``fastsock.BACKEND`` is ``"cython"`` when the compiled core is loaded and
+``"python"`` when the pure-Python twin is (see ``FASTSOCK_PURE``).
+"""
+import os
+import socket
+
+from ._backend import BACKEND
+from ._server import (
+    BaseServer, TCPServer, UDPServer, ThreadingMixIn,
+    ThreadingTCPServer, ThreadingUDPServer,
+)
+from ._handlers import (
+    BaseRequestHandler, StreamRequestHandler, DatagramRequestHandler,
+    _SocketWriter,
+)
+
+__version__ = "0.1.0"
+
+# The public names of CPython 3.13's socketserver, in its order, under the
+# same platform conditions.
+__all__ = ["BaseServer", "TCPServer", "UDPServer",
+           "ThreadingUDPServer", "ThreadingTCPServer",
+           "BaseRequestHandler", "StreamRequestHandler",
+           "DatagramRequestHandler", "ThreadingMixIn"]
+
+if hasattr(os, "fork"):
+    from ._server import ForkingMixIn, ForkingTCPServer, ForkingUDPServer
+    __all__ += ["ForkingUDPServer", "ForkingTCPServer", "ForkingMixIn"]
+
+if hasattr(socket, "AF_UNIX"):
+    from ._server import (
+        UnixStreamServer, UnixDatagramServer,
+        ThreadingUnixStreamServer, ThreadingUnixDatagramServer,
+    )
+    __all__ += ["UnixStreamServer", "UnixDatagramServer",
+                "ThreadingUnixStreamServer", "ThreadingUnixDatagramServer"]
+    if hasattr(os, "fork"):
+        from ._server import ForkingUnixStreamServer, ForkingUnixDatagramServer
+        __all__ += ["ForkingUnixStreamServer", "ForkingUnixDatagramServer"]

@@ -1,0 +1,25 @@
+# cython: language_level=3, embedsignature=True
+"""fastsock's compiled core.
+
+The hot paths of the socketserver API, compiled: the serve loop's wait
+(``Waker``, ``wait_readable``), ``accept``, ``recvfrom``, and the buffered
+streams of stream handlers (``SocketReader``, ``SocketWriter``).  The
+pure-Python twin ``fastsock._core_py`` has the same names, signatures and
+behaviour; ``fastsock._backend`` chooses between them.
+
+Every blocking system call runs with the GIL released; EINTR is retried after
+``PyErr_CheckSignals()`` (PEP 475), so signal handlers run and Ctrl-C raises
+``KeyboardInterrupt`` promptly.
+"""
+
+cimport cython
+from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
+
+from fastsock._posix cimport *
+
+import io
+import socket as _socket_module
+
+include "_core_errors.pxi"
+include "_core_loop.pxi"
+include "_core_io.pxi"

@@ -1,0 +1,98 @@
+"""Request handler classes.
+
+``StreamRequestHandler`` gives its ``rfile``/``wfile`` from the core
+(``SocketReader``/``SocketWriter``): compiled buffered streams that behave like
+``socket.makefile('rb', rbufsize)`` and the stdlib's ``_SocketWriter`` /
+``socket.makefile('wb', wbufsize)``.
+"""
+import socket
+from io import BytesIO
+
+from . import _backend
+
+__all__ = ["BaseRequestHandler", "StreamRequestHandler", "DatagramRequestHandler"]
+
+#: The stdlib name of the unbuffered writer.  ``_SocketWriter(sock)`` sends
+#: every byte before ``write()`` returns, and is an ``io.BufferedIOBase``.
+_SocketWriter = _backend.core.SocketWriter
+
+
+class BaseRequestHandler:
+    """Base class of request handlers: one instance per request.
+
+    The constructor sets ``request``, ``client_address`` and ``server``,
+    then calls ``setup()``, ``handle()`` and (always) ``finish()``.
+    """
+
+    def __init__(self, request, client_address, server):
+        self.request = request
+        self.client_address = client_address
+        self.server = server
+        self.setup()
+        try:
+            self.handle()
+        finally:
+            self.finish()
+
+    def setup(self):
+        pass
+
+    def handle(self):
+        pass
+
+    def finish(self):
+        pass
+
+
+class StreamRequestHandler(BaseRequestHandler):
+    """Handler for stream sockets: ``rfile`` to read, ``wfile`` to write.
+
+    ``rbufsize`` (-1: default buffer size; 0: unbuffered, never reads past
+    what it returns), ``wbufsize`` (0: every write is sent before it
+    returns; otherwise buffered until flush/close), ``timeout`` (applied to
+    the connection with settimeout when not None) and
+    ``disable_nagle_algorithm`` (sets TCP_NODELAY) keep their stdlib meaning.
+    """
+
+    rbufsize = -1
+    wbufsize = 0
+    timeout = None
+    disable_nagle_algorithm = False
+
+    #: the core whose streams this handler uses
+    _core = _backend.core
+
+    def setup(self):
+        self.connection = self.request
+        if self.timeout is not None:
+            self.connection.settimeout(self.timeout)
+        if self.disable_nagle_algorithm:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        core = self._core
+        self.rfile = core.SocketReader(self.connection, self.rbufsize)
+        self.wfile = core.SocketWriter(self.connection, self.wbufsize)
+
+    def finish(self):
+        if not self.wfile.closed:
+            try:
+                self.wfile.flush()
+            except OSError:
+                # The peer may have gone away; nothing more can be sent.
+                pass
+        self.wfile.close()
+        self.rfile.close()
+
+
+class DatagramRequestHandler(BaseRequestHandler):
+    """Handler for datagrams: ``rfile`` holds the packet, ``wfile`` the reply.
+
+    The reply is sent to the client in ``finish()``.
+    """
+
+    def setup(self):
+        self.packet, self.socket = self.request
+        self.rfile = BytesIO(self.packet)
+        self.wfile = BytesIO()
+
+    def finish(self):
+        self.socket.sendto(self.wfile.getvalue(), self.client_address)

@@ -1,0 +1,137 @@
+"""Pure-Python twin of the serve-loop half of ``fastsock._core``
+(``_core_loop.pxi``): same names, signatures and behaviour."""
+import errno
+import os
+import select
+import socket
+import threading
+from time import monotonic
+
+__all__ = ["READY", "WOKEN", "INVALID", "Waker", "wait_readable", "accept", "recvfrom"]
+
+#: wait_readable() result bits
+READY = 1   # the watched fd is readable (or in error: the next call reports it)
+WOKEN = 2   # the wakeup fd was posted
+INVALID = 4 # the watched fd is not open (closed under the loop); READY is set too
+
+_HAVE_EVENTFD = hasattr(os, "eventfd")
+
+
+class Waker:
+    """A wakeup channel for a serve loop (an eventfd on Linux, else a pipe).
+
+    ``wake()`` may be called from any thread, any number of times; a
+    ``wait_readable()`` given ``fileno()`` returns at once with ``WOKEN``
+    set until ``drain()`` is called.
+    """
+
+    def __init__(self):
+        # wake() and close() may race between threads: the lock keeps a wake
+        # from writing to an fd number that close() has already released.
+        self._lock = threading.Lock()
+        if _HAVE_EVENTFD:
+            self._rfd = self._wfd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        else:
+            self._rfd, self._wfd = os.pipe()
+            os.set_blocking(self._rfd, False)
+            os.set_blocking(self._wfd, False)
+
+    def fileno(self):
+        """The fd to wait on (-1 once closed)."""
+        return self._rfd
+
+    @property
+    def closed(self):
+        return self._rfd < 0
+
+    def wake(self):
+        """Post a wake-up.  Does nothing once closed."""
+        with self._lock:
+            if self._wfd < 0:
+                return
+            try:
+                os.write(self._wfd, b"\1\0\0\0\0\0\0\0" if _HAVE_EVENTFD else b"\1")
+            except BlockingIOError:
+                pass  # already full: already woken
+
+    def drain(self):
+        """Consume pending wake-ups."""
+        with self._lock:
+            if self._rfd < 0:
+                return
+            try:
+                while os.read(self._rfd, 64):
+                    pass
+            except BlockingIOError:
+                pass
+
+    def close(self):
+        """Close the channel (idempotent)."""
+        with self._lock:
+            rfd, wfd = self._rfd, self._wfd
+            self._rfd = self._wfd = -1
+        if wfd >= 0 and wfd != rfd:
+            os.close(wfd)
+        if rfd >= 0:
+            os.close(rfd)
+
+    def __del__(self):
+        # Like the compiled Waker's deallocator: never leak the fds.
+        if getattr(self, "_rfd", -1) >= 0:
+            self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def wait_readable(fd, wakeup_fd=-1, timeout=None):
+    """Wait until *fd* or *wakeup_fd* is readable, or *timeout* seconds pass.
+
+    *wakeup_fd* -1 means none; *timeout* None waits forever.  Returns a
+    bitmask: ``READY`` if *fd* is readable (or has an error or hang-up, which
+    the next operation on it reports), ``WOKEN`` if *wakeup_fd* is readable,
+    0 when the timeout passed.  An *fd* that is not open gives
+    ``READY | INVALID`` (the next operation on it fails with EBADF); a
+    *wakeup_fd* that is not open raises ``OSError(EBADF)``.  The GIL is
+    released while waiting; on EINTR signal handlers run (their exception
+    propagates) and the wait resumes with the remaining time.
+    """
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    if wakeup_fd >= 0:
+        poller.register(wakeup_fd, select.POLLIN)
+    if timeout is None:
+        ms = None
+    else:
+        # Round up, so the wait never ends before the timeout.
+        ms = max(0.0, timeout) * 1000.0
+        ms = int(ms) + (int(ms) < ms)
+    # poll() itself retries EINTR with the remaining time (PEP 475).
+    result = 0
+    for ready_fd, events in poller.poll(ms):
+        if ready_fd == fd:
+            result |= READY
+            if events & select.POLLNVAL:
+                result |= INVALID
+        elif ready_fd == wakeup_fd:
+            if events & select.POLLNVAL:
+                raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+            result |= WOKEN
+    return result
+
+
+def accept(sock):
+    """Accept a connection on the listening socket *sock*.
+
+    Returns ``(conn, address)`` exactly as ``sock.accept()`` does.
+    """
+    return sock.accept()
+
+
+def recvfrom(sock, bufsize):
+    """Receive one datagram: ``(data, address)`` exactly as
+    ``sock.recvfrom(bufsize)``."""
+    return sock.recvfrom(bufsize)

@@ -1,0 +1,513 @@
+"""Server classes and mixins: the socketserver API as ordinary Python classes.
+
+Every method below is a hook a subclass may override, exactly as in the
+stdlib, and the serve loop always calls them through normal attribute lookup.
+What is compiled lives behind ``self._core`` (``fastsock._core`` or its twin
+``fastsock._core_py``): waiting for the listening socket and a wakeup fd with
+the GIL released, ``accept`` and ``recvfrom``.  The core falls back to the
+socket's own Python methods whenever it is not handed a plain
+``socket.socket`` (for example an ``ssl.SSLSocket``), so those keep working.
+
+Call order (the contract user code relies on)::
+
+    serve_forever / handle_request
+      -> _handle_request_noblock
+           -> get_request -> verify_request -> process_request
+                -> finish_request -> RequestHandlerClass(request, addr, self)
+                -> shutdown_request -> close_request
+           handle_error on Exception from process_request
+      -> service_actions (serve_forever, every loop turn)
+      -> handle_timeout (handle_request, when self.timeout passes)
+"""
+import os
+import socket
+import sys
+import threading
+import traceback
+from time import monotonic
+
+from . import _backend
+
+__all__ = [
+    "BaseServer", "TCPServer", "UDPServer", "ThreadingMixIn",
+    "ThreadingTCPServer", "ThreadingUDPServer",
+]
+
+
+class BaseServer:
+    """Base class of all servers.
+
+    Methods for the caller: ``__init__(server_address, RequestHandlerClass)``,
+    ``serve_forever(poll_interval=0.5)``, ``shutdown()``, ``handle_request()``,
+    ``server_close()``, ``fileno()``, and use as a context manager.
+
+    Methods that may be overridden: ``server_bind``, ``server_activate``,
+    ``get_request``, ``handle_timeout``, ``verify_request``,
+    ``process_request``, ``finish_request``, ``shutdown_request``,
+    ``close_request``, ``service_actions``, ``handle_error``,
+    ``server_close``.
+
+    Class or instance attributes: ``timeout``, and in subclasses
+    ``address_family``, ``socket_type``, ``allow_reuse_address``,
+    ``allow_reuse_port``, ``request_queue_size``.
+
+    Unlike the stdlib, ``shutdown()`` wakes a blocked ``serve_forever()`` at
+    once through a wakeup file descriptor instead of waiting for the next
+    ``poll_interval`` tick; ``poll_interval`` still paces ``service_actions()``
+    and still bounds how long a loop that was stopped by setting
+    ``_BaseServer__shutdown_request`` directly takes to notice.
+    """
+
+    #: the core (compiled or pure twin) this class runs on
+    _core = _backend.core
+
+    timeout = None
+
+    def __init__(self, server_address, RequestHandlerClass):
+        """Constructor.  May be extended, do not override."""
+        self.server_address = server_address
+        self.RequestHandlerClass = RequestHandlerClass
+        self.__is_shut_down = threading.Event()
+        self.__shutdown_request = False
+        self.__waker = None
+        self.__waker_lock = threading.Lock()
+
+    def server_activate(self):
+        """Called by the constructor to activate the server.  May be overridden."""
+        pass
+
+    def serve_forever(self, poll_interval=0.5):
+        """Handle one request at a time until shutdown.
+
+        Waits for the server's socket with the GIL released, handles a
+        request when it is ready, and calls ``service_actions()`` on every
+        turn (at least every *poll_interval* seconds).  ``shutdown()`` wakes
+        the wait immediately.
+        """
+        self.__is_shut_down.clear()
+        core = self._core
+        waker = core.Waker()
+        with self.__waker_lock:
+            self.__waker = waker
+        try:
+            fd = self.fileno()
+            wfd = waker.fileno()
+            wait = core.wait_readable
+            while not self.__shutdown_request:
+                ready = wait(fd, wfd, poll_interval)
+                # bpo-35017: shutdown() may have been called during the wait;
+                # do not accept a new request after it.
+                if self.__shutdown_request:
+                    break
+                if ready & core.READY:
+                    self._handle_request_noblock()
+                if ready & core.WOKEN:
+                    waker.drain()
+                elif ready & core.INVALID:
+                    # The socket was closed under the loop.  The stdlib spins
+                    # on it; we idle on the wakeup fd until shutdown() (or
+                    # the next poll_interval tick).
+                    if wait(wfd, -1, poll_interval):
+                        waker.drain()
+                self.service_actions()
+        finally:
+            with self.__waker_lock:
+                self.__waker = None
+            waker.close()
+            self.__shutdown_request = False
+            self.__is_shut_down.set()
+
+    def shutdown(self):
+        """Stop the serve_forever loop and wait until it has stopped.
+
+        Must be called while serve_forever() runs in another thread, or it
+        deadlocks.
+        """
+        self.__shutdown_request = True
+        self._wake()
+        self.__is_shut_down.wait()
+
+    def _wake(self):
+        # Wake a serve_forever() blocked in its wait, if one is running.
+        with self.__waker_lock:
+            waker = self.__waker
+            if waker is not None:
+                waker.wake()
+
+    def service_actions(self):
+        """Called by serve_forever() on every loop turn.  May be overridden."""
+        pass
+
+    # The distinction between handling, getting, processing and finishing a
+    # request is fairly arbitrary.  Remember:
+    #
+    # - handle_request() is the top-level call.  It waits for a request, then
+    #   calls _handle_request_noblock() (or handle_timeout());
+    # - get_request() returns the request and the client address;
+    # - verify_request() decides whether to process it;
+    # - process_request() runs it (a thread, a child, or inline);
+    # - finish_request() instantiates the handler class.
+
+    def handle_request(self):
+        """Handle one request, waiting at most ``timeout`` seconds for it.
+
+        The timeout is the smaller of the socket's timeout and ``self.timeout``
+        (either may be None).  When it passes, ``handle_timeout()`` is called.
+        """
+        timeout = self.socket.gettimeout()
+        if timeout is None:
+            timeout = self.timeout
+        elif self.timeout is not None:
+            timeout = min(timeout, self.timeout)
+        if timeout is not None:
+            deadline = monotonic() + timeout
+        fd = self.fileno()
+        wait = self._core.wait_readable
+        while True:
+            if wait(fd, -1, timeout):
+                return self._handle_request_noblock()
+            if timeout is not None:
+                timeout = deadline - monotonic()
+                if timeout < 0:
+                    return self.handle_timeout()
+
+    def _handle_request_noblock(self):
+        """Handle one request without blocking.
+
+        The caller has seen the socket readable, but get_request() may still
+        block or fail; OSError from it is ignored.
+        """
+        try:
+            request, client_address = self.get_request()
+        except OSError:
+            return
+        if self.verify_request(request, client_address):
+            try:
+                self.process_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+                self.shutdown_request(request)
+            except:
+                self.shutdown_request(request)
+                raise
+        else:
+            self.shutdown_request(request)
+
+    def handle_timeout(self):
+        """Called when handle_request() times out.  May be overridden."""
+        pass
+
+    def verify_request(self, request, client_address):
+        """Return True to process the request.  May be overridden."""
+        return True
+
+    def process_request(self, request, client_address):
+        """Run the request.  Overridden by ForkingMixIn and ThreadingMixIn."""
+        self.finish_request(request, client_address)
+        self.shutdown_request(request)
+
+    def server_close(self):
+        """Clean up the server.  May be overridden."""
+        pass
+
+    def finish_request(self, request, client_address):
+        """Finish one request by instantiating RequestHandlerClass."""
+        self.RequestHandlerClass(request, client_address, self)
+
+    def shutdown_request(self, request):
+        """Called to shut down and close an individual request."""
+        self.close_request(request)
+
+    def close_request(self, request):
+        """Called to clean up an individual request."""
+        pass
+
+    def handle_error(self, request, client_address):
+        """Handle an exception raised while processing a request.
+
+        The default prints a traceback to stderr and continues serving.
+        May be overridden.
+        """
+        print('-' * 40, file=sys.stderr)
+        print('Exception occurred during processing of request from',
+              client_address, file=sys.stderr)
+        traceback.print_exc()
+        print('-' * 40, file=sys.stderr)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        self.server_close()
+
+
+class TCPServer(BaseServer):
+    """A server on a stream socket (TCP by default).
+
+    Attributes: ``address_family`` (AF_INET), ``socket_type``
+    (SOCK_STREAM), ``request_queue_size`` (5, the listen backlog),
+    ``allow_reuse_address`` and ``allow_reuse_port`` (False).
+    """
+
+    address_family = socket.AF_INET
+    socket_type = socket.SOCK_STREAM
+    request_queue_size = 5
+    allow_reuse_address = False
+    allow_reuse_port = False
+
+    def __init__(self, server_address, RequestHandlerClass, bind_and_activate=True):
+        """Constructor.  May be extended, do not override."""
+        BaseServer.__init__(self, server_address, RequestHandlerClass)
+        self.socket = socket.socket(self.address_family, self.socket_type)
+        if bind_and_activate:
+            try:
+                self.server_bind()
+                self.server_activate()
+            except:
+                self.server_close()
+                raise
+
+    def server_bind(self):
+        """Bind the socket to server_address.  May be overridden."""
+        if self.allow_reuse_address and hasattr(socket, "SO_REUSEADDR"):
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.allow_reuse_port and hasattr(socket, "SO_REUSEPORT"):
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        self.socket.bind(self.server_address)
+        self.server_address = self.socket.getsockname()
+
+    def server_activate(self):
+        """Start listening.  May be overridden."""
+        self.socket.listen(self.request_queue_size)
+
+    def server_close(self):
+        """Close the listening socket.  May be overridden."""
+        self.socket.close()
+
+    def fileno(self):
+        """Return the socket's file descriptor (what the serve loop waits on)."""
+        return self.socket.fileno()
+
+    def get_request(self):
+        """Accept a connection: return ``(socket, client_address)``.  May be overridden."""
+        return self._core.accept(self.socket)
+
+    def shutdown_request(self, request):
+        """Shut down the write side of the connection, then close it."""
+        try:
+            # Explicitly shut down: socket.close() alone only releases the
+            # reference and does not send FIN while other references exist.
+            request.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # some platforms raise ENOTCONN here
+        self.close_request(request)
+
+    def close_request(self, request):
+        """Close the connection socket."""
+        request.close()
+
+
+class UDPServer(TCPServer):
+    """A server on a datagram socket; the request is ``(data, socket)``."""
+
+    allow_reuse_address = False
+    allow_reuse_port = False
+    socket_type = socket.SOCK_DGRAM
+    max_packet_size = 8192
+
+    def get_request(self):
+        """Receive a datagram: return ``((data, socket), client_address)``."""
+        data, client_addr = self._core.recvfrom(self.socket, self.max_packet_size)
+        return (data, self.socket), client_addr
+
+    def server_activate(self):
+        # Datagram sockets do not listen.
+        pass
+
+    def shutdown_request(self, request):
+        # Nothing to shut down for a datagram.
+        self.close_request(request)
+
+    def close_request(self, request):
+        # The socket is the server's own; nothing to close.
+        pass
+
+
+if hasattr(os, "fork"):
+    __all__ += ["ForkingMixIn", "ForkingTCPServer", "ForkingUDPServer"]
+
+    class ForkingMixIn:
+        """Mix-in class to handle each request in a new child process.
+
+        Attributes: ``timeout`` (300), ``max_children`` (40),
+        ``active_children`` (None, then a set of child pids),
+        ``block_on_close`` (True: ``server_close()`` waits for children).
+        """
+
+        timeout = 300
+        active_children = None
+        max_children = 40
+        block_on_close = True
+
+        def collect_children(self, *, blocking=False):
+            """Reap finished children; wait while there are too many."""
+            if self.active_children is None:
+                return
+            # Over the limit: block until enough children have exited.
+            while len(self.active_children) >= self.max_children:
+                try:
+                    pid, _ = os.waitpid(-1, 0)
+                    self.active_children.discard(pid)
+                except ChildProcessError:
+                    # None of our children are left.
+                    self.active_children.clear()
+                except OSError:
+                    break
+            # Reap our own children only (never waitpid(-1) here).
+            for pid in self.active_children.copy():
+                try:
+                    flags = 0 if blocking else os.WNOHANG
+                    done, _ = os.waitpid(pid, flags)
+                    # A child that has not exited yet gives (0, 0).
+                    self.active_children.discard(done)
+                except ChildProcessError:
+                    # Already reaped by someone else.
+                    self.active_children.discard(pid)
+                except OSError:
+                    pass
+
+        def handle_timeout(self):
+            """Reap children when handle_request() times out."""
+            self.collect_children()
+
+        def service_actions(self):
+            """Reap children on every serve_forever() turn."""
+            self.collect_children()
+
+        def process_request(self, request, client_address):
+            """Fork a child to handle the request."""
+            pid = os.fork()
+            if pid:
+                # Parent: remember the child and drop our copy of the request.
+                if self.active_children is None:
+                    self.active_children = set()
+                self.active_children.add(pid)
+                self.close_request(request)
+                return
+            # Child: handle the request, then leave without unwinding the
+            # parent's stack (no atexit handlers, no finally blocks above).
+            status = 1
+            try:
+                self.finish_request(request, client_address)
+                status = 0
+            except Exception:
+                self.handle_error(request, client_address)
+            finally:
+                try:
+                    self.shutdown_request(request)
+                finally:
+                    os._exit(status)
+
+        def server_close(self):
+            super().server_close()
+            self.collect_children(blocking=self.block_on_close)
+
+
+class _Threads(list):
+    """The non-daemon request threads of a server, joinable on close."""
+
+    def append(self, thread):
+        self.reap()
+        if thread.daemon:
+            return
+        super().append(thread)
+
+    def pop_all(self):
+        self[:], result = [], self[:]
+        return result
+
+    def join(self):
+        for thread in self.pop_all():
+            thread.join()
+
+    def reap(self):
+        # Forget threads that have finished, so the list does not grow forever.
+        self[:] = (thread for thread in self if thread.is_alive())
+
+
+class _NoThreads:
+    """Stands in for _Threads when block_on_close is False."""
+
+    def append(self, thread):
+        pass
+
+    def join(self):
+        pass
+
+
+class ThreadingMixIn:
+    """Mix-in class to handle each request in a new thread.
+
+    Attributes: ``daemon_threads`` (False: request threads keep the process
+    alive), ``block_on_close`` (True: ``server_close()`` joins them).
+    """
+
+    daemon_threads = False
+    block_on_close = True
+    # Replaced per instance by a _Threads list in process_request() while
+    # block_on_close is true.
+    _threads = _NoThreads()
+
+    def process_request_thread(self, request, client_address):
+        """Run one request in its thread (what the thread's target calls)."""
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def process_request(self, request, client_address):
+        """Start a new thread to process the request."""
+        if self.block_on_close:
+            vars(self).setdefault('_threads', _Threads())
+        thread = threading.Thread(target=self.process_request_thread,
+                                  args=(request, client_address))
+        thread.daemon = self.daemon_threads
+        self._threads.append(thread)
+        thread.start()
+
+    def server_close(self):
+        super().server_close()
+        self._threads.join()
+
+
+if hasattr(os, "fork"):
+    class ForkingUDPServer(ForkingMixIn, UDPServer): pass
+    class ForkingTCPServer(ForkingMixIn, TCPServer): pass
+
+
+class ThreadingUDPServer(ThreadingMixIn, UDPServer): pass
+class ThreadingTCPServer(ThreadingMixIn, TCPServer): pass
+
+
+if hasattr(socket, "AF_UNIX"):
+    __all__ += ["UnixStreamServer", "UnixDatagramServer",
+                "ThreadingUnixStreamServer", "ThreadingUnixDatagramServer"]
+
+    class UnixStreamServer(TCPServer):
+        address_family = socket.AF_UNIX
+
+    class UnixDatagramServer(UDPServer):
+        address_family = socket.AF_UNIX
+
+    class ThreadingUnixStreamServer(ThreadingMixIn, UnixStreamServer): pass
+
+    class ThreadingUnixDatagramServer(ThreadingMixIn, UnixDatagramServer): pass
+
+    if hasattr(os, "fork"):
+        __all__ += ["ForkingUnixStreamServer", "ForkingUnixDatagramServer"]
+
+        class ForkingUnixStreamServer(ForkingMixIn, UnixStreamServer): pass
+
+        class ForkingUnixDatagramServer(ForkingMixIn, UnixDatagramServer): pass

@@ -1,0 +1,495 @@
+"""Server behaviour on both backends: real sockets, threads and forks."""
+import errno
+import os
+import signal
+import socket
+import socketserver as stdlib_ss
+import threading
+import time
+
+import pytest
+
+from helpers import HOST, recv_all, serving, tcp_exchange, unix_path
+
+HAVE_FORK = hasattr(os, "fork")
+
+
+class EchoLines:
+    """Mixin for StreamRequestHandler: echo every line until EOF."""
+
+    def handle(self):
+        for line in self.rfile:
+            self.wfile.write(line)
+
+
+def echo_handler(ss):
+    return type("EchoHandler", (EchoLines, ss.StreamRequestHandler), {})
+
+
+class DatagramEcho:
+    def handle(self):
+        self.wfile.write(self.rfile.read().upper())
+
+
+# ---------------------------------------------------------------- stream servers
+
+@pytest.mark.parametrize("kind", ["TCPServer", "ThreadingTCPServer", "ForkingTCPServer",
+                                  "UnixStreamServer", "ThreadingUnixStreamServer",
+                                  "ForkingUnixStreamServer"])
+def test_stream_echo(ss, kind):
+    if kind.startswith("Forking") and not HAVE_FORK:
+        pytest.skip("no fork on this platform")
+    cls = getattr(ss, kind)
+    if "Unix" in kind:
+        address, family = unix_path(), socket.AF_UNIX
+    else:
+        address, family = (HOST, 0), socket.AF_INET
+    try:
+        with serving(cls(address, echo_handler(ss)), poll_interval=0.05) as server:
+            payload = b"".join(b"line %d\n" % i for i in range(200)) + b"tail"
+            for _ in range(3):
+                assert tcp_exchange(server.server_address, payload, family) == payload
+    finally:
+        if family == socket.AF_UNIX and os.path.exists(address):
+            os.unlink(address)
+    if kind.startswith("Forking"):
+        assert not server.active_children
+
+
+@pytest.mark.parametrize("kind", ["UDPServer", "ThreadingUDPServer", "ForkingUDPServer",
+                                  "UnixDatagramServer", "ThreadingUnixDatagramServer",
+                                  "ForkingUnixDatagramServer"])
+def test_datagram_echo(ss, kind):
+    if kind.startswith("Forking") and not HAVE_FORK:
+        pytest.skip("no fork on this platform")
+    cls = getattr(ss, kind)
+    handler = type("H", (DatagramEcho, ss.DatagramRequestHandler), {})
+    paths = []
+    if "Unix" in kind:
+        address, family = unix_path(), socket.AF_UNIX
+        paths.append(address)
+    else:
+        address, family = (HOST, 0), socket.AF_INET
+    try:
+        with serving(cls(address, handler), poll_interval=0.05) as server:
+            with socket.socket(family, socket.SOCK_DGRAM) as client:
+                if family == socket.AF_UNIX:
+                    paths.append(unix_path())
+                    client.bind(paths[-1])
+                else:
+                    client.bind((HOST, 0))
+                client.settimeout(10)
+                for i in range(5):
+                    client.sendto(b"datagram %d" % i, server.server_address)
+                    data, addr = client.recvfrom(8192)
+                    assert data == b"DATAGRAM %d" % i
+                    assert addr == server.server_address
+    finally:
+        for path in paths:
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+def test_udp_max_packet_size_truncates(ss):
+    got = []
+
+    class Handler(ss.DatagramRequestHandler):
+        def handle(self):
+            got.append(self.packet)
+
+    class Server(ss.UDPServer):
+        max_packet_size = 10
+
+    with Server((HOST, 0), Handler) as server, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.sendto(b"0123456789abcdef", server.server_address)
+        server.handle_request()
+    assert got == [b"0123456789"]
+
+
+def test_ipv6_client_address(ss):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    seen = []
+
+    class Server(ss.TCPServer):
+        address_family = socket.AF_INET6
+
+    class Handler(ss.StreamRequestHandler):
+        def handle(self):
+            seen.append((self.client_address, self.request.getpeername()))
+
+    try:
+        server = Server(("::1", 0), Handler)
+    except OSError as exc:
+        pytest.skip("no IPv6 loopback: %s" % exc)
+    with server, socket.create_connection(server.server_address[:2]):
+        server.handle_request()
+    (address, peer), = seen
+    assert address == peer and len(address) == 4
+
+
+# ---------------------------------------------------------------- hook order
+
+def record_hooks(base, handler_base, events):
+    """A server subclass that logs every hook (then calls the base)."""
+
+    def logged(name):
+        original = getattr(base, name)
+
+        def hook(self, *args, **kwargs):
+            events.append(name)
+            return original(self, *args, **kwargs)
+        return hook
+
+    names = ["get_request", "verify_request", "process_request", "finish_request",
+             "shutdown_request", "close_request", "handle_error", "handle_timeout",
+             "server_close", "server_activate", "server_bind"]
+    server_cls = type("Logged", (base,), {name: logged(name) for name in names})
+
+    class Handler(handler_base):
+        def setup(self):
+            events.append("handler.setup")
+            super().setup()
+
+        def handle(self):
+            events.append("handler.handle")
+            line = self.rfile.readline()
+            if line == b"boom\n":
+                raise ValueError("handler failure")
+            self.wfile.write(line)
+
+        def finish(self):
+            events.append("handler.finish")
+            super().finish()
+
+    return server_cls, Handler
+
+
+@pytest.mark.parametrize("verify", [True, False])
+@pytest.mark.parametrize("payload", [b"hello\n", b"boom\n"])
+def test_hook_order_matches_stdlib(ss, payload, verify, capsys):
+    def run(module):
+        events = []
+        server_cls, handler = record_hooks(module.TCPServer, module.StreamRequestHandler, events)
+        server_cls.verify_request = lambda self, r, a: events.append("verify_request") or verify
+        with server_cls((HOST, 0), handler) as server:
+            with socket.create_connection(server.server_address) as client:
+                client.sendall(payload)
+                server.handle_request()
+                client.settimeout(10)
+                reply = recv_all(client)
+        return events, reply
+
+    expected = run(stdlib_ss)
+    assert run(ss) == expected
+    capsys.readouterr()  # handle_error's traceback for the boom case
+
+
+def test_service_actions_paced_by_poll_interval(ss):
+    calls = []
+
+    class Server(ss.TCPServer):
+        def service_actions(self):
+            calls.append(time.monotonic())
+
+    with serving(Server((HOST, 0), ss.StreamRequestHandler), poll_interval=0.05):
+        time.sleep(0.5)
+    assert len(calls) >= 3  # idle loop still turns about every 50 ms
+
+
+def test_shutdown_wakes_without_polling(ss):
+    # With a 60 s poll interval only the wakeup fd can end the loop in time.
+    server = ss.TCPServer((HOST, 0), ss.StreamRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, args=(60,))
+    thread.start()
+    time.sleep(0.2)
+    done = threading.Event()
+    stopper = threading.Thread(target=lambda: (server.shutdown(), done.set()))
+    stopper.start()
+    try:
+        assert done.wait(10), "shutdown() did not wake serve_forever"
+    finally:
+        if not done.is_set():
+            server._BaseServer__shutdown_request = True
+        stopper.join(70)
+        thread.join(70)
+        server.server_close()
+
+
+def test_shutdown_by_private_flag(ss):
+    # Code in the wild stops a server by setting the mangled flag directly.
+    server = ss.TCPServer((HOST, 0), ss.StreamRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,))
+    thread.start()
+    time.sleep(0.1)
+    server._BaseServer__shutdown_request = True
+    thread.join(10)
+    alive = thread.is_alive()
+    if alive:
+        server.shutdown()
+    server.server_close()
+    assert not alive
+    # The flag is reset, so the server can serve again.
+    assert server._BaseServer__shutdown_request is False
+    with serving(server.__class__((HOST, 0), echo_handler(ss))) as again:
+        assert tcp_exchange(again.server_address, b"x\n") == b"x\n"
+
+
+def test_serve_forever_restartable(ss):
+    server = ss.TCPServer((HOST, 0), echo_handler(ss))
+    try:
+        for _ in range(3):
+            thread = threading.Thread(target=server.serve_forever, args=(0.05,))
+            thread.start()
+            assert tcp_exchange(server.server_address, b"again\n") == b"again\n"
+            server.shutdown()
+            thread.join(10)
+            assert not thread.is_alive()
+    finally:
+        server.server_close()
+
+
+def test_socket_closed_under_loop_does_not_spin(ss):
+    # The stdlib busy-loops here; fastsock idles until shutdown().
+    turns = []
+
+    class Server(ss.TCPServer):
+        def service_actions(self):
+            turns.append(1)
+
+    server = Server((HOST, 0), ss.StreamRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.2,))
+    thread.start()
+    time.sleep(0.1)
+    server.socket.close()
+    time.sleep(0.6)
+    server.shutdown()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(turns) < 50, len(turns)
+
+
+def test_handle_request_timeout(ss):
+    calls = []
+
+    class Server(ss.TCPServer):
+        timeout = 0.1
+
+        def handle_timeout(self):
+            calls.append("timeout")
+
+    with Server((HOST, 0), ss.StreamRequestHandler) as server:
+        server.handle_request()
+        server.socket.settimeout(0.05)
+        server.timeout = None
+        server.handle_request()
+    assert calls == ["timeout", "timeout"]
+
+
+def test_handle_error_default_output(ss, capfd):
+    class Handler(ss.BaseRequestHandler):
+        def handle(self):
+            raise RuntimeError("kaboom")
+
+    with ss.TCPServer((HOST, 0), Handler) as server:
+        with socket.create_connection(server.server_address):
+            server.handle_request()
+    err = capfd.readouterr().err
+    assert "Exception occurred during processing of request from" in err
+    assert "RuntimeError: kaboom" in err
+    assert err.startswith("-" * 40)
+
+
+def test_base_exception_propagates_and_closes(ss):
+    closed = []
+
+    class Server(ss.TCPServer):
+        def close_request(self, request):
+            closed.append(request)
+            super().close_request(request)
+
+    class Handler(ss.BaseRequestHandler):
+        def handle(self):
+            raise KeyboardInterrupt
+
+    with Server((HOST, 0), Handler) as server:
+        with socket.create_connection(server.server_address):
+            with pytest.raises(KeyboardInterrupt):
+                server.handle_request()
+    assert len(closed) == 1 and closed[0].fileno() == -1
+
+
+def test_get_request_oserror_is_ignored(ss):
+    class Server(ss.TCPServer):
+        def get_request(self):
+            raise ConnectionAbortedError(errno.ECONNABORTED, "gone")
+
+    with Server((HOST, 0), ss.StreamRequestHandler) as server:
+        with socket.create_connection(server.server_address):
+            assert server.handle_request() is None
+
+
+def test_overridden_get_request_is_used(ss):
+    seen = []
+
+    class Server(ss.TCPServer):
+        def get_request(self):
+            request, address = self.socket.accept()
+            seen.append(address)
+            return request, ("tagged", address)
+
+    class Handler(ss.StreamRequestHandler):
+        def handle(self):
+            self.wfile.write(repr(self.client_address[0]).encode())
+
+    with serving(Server((HOST, 0), Handler)) as server:
+        assert tcp_exchange(server.server_address, b"") == b"'tagged'"
+    assert len(seen) == 1
+
+
+def test_context_manager_and_bind_failure(ss):
+    with ss.TCPServer((HOST, 0), ss.StreamRequestHandler) as server:
+        address = server.server_address
+        assert server.fileno() == server.socket.fileno()
+        # A second bind on the same address fails and closes its socket
+        # (the leak check of this test would see it otherwise).
+        with pytest.raises(OSError):
+            ss.TCPServer(address, ss.StreamRequestHandler)
+    assert server.socket.fileno() == -1
+
+
+def test_bind_and_activate_false(ss):
+    server = ss.TCPServer((HOST, 0), ss.StreamRequestHandler, bind_and_activate=False)
+    try:
+        server.allow_reuse_address = True
+        server.server_bind()
+        server.server_activate()
+        assert server.socket.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
+        assert server.server_address[1] != 0
+    finally:
+        server.server_close()
+
+
+def test_reuse_port(ss):
+    if not hasattr(socket, "SO_REUSEPORT"):
+        pytest.skip("no SO_REUSEPORT")
+
+    class Server(ss.TCPServer):
+        allow_reuse_port = True
+
+    with Server((HOST, 0), ss.StreamRequestHandler) as first:
+        assert first.socket.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+        with Server(first.server_address, ss.StreamRequestHandler) as second:
+            assert second.server_address == first.server_address
+
+
+# ---------------------------------------------------------------- threading
+
+def test_threading_threads_reaped_and_joined(ss):
+    release = threading.Event()
+
+    class Handler(ss.BaseRequestHandler):
+        def handle(self):
+            release.wait(10)
+
+    server = ss.ThreadingTCPServer((HOST, 0), Handler)
+    with serving(server, poll_interval=0.05):
+        clients = [socket.create_connection(server.server_address) for _ in range(5)]
+        deadline = time.monotonic() + 10
+        while len(server._threads) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(server._threads) == 5
+        release.set()
+        for client in clients:
+            client.settimeout(10)
+            assert client.recv(1) == b""
+            client.close()
+    # server_close() joined every request thread
+    assert all(not t.is_alive() for t in server._threads) and not server._threads
+
+
+def test_threading_daemon_and_no_block_on_close(ss):
+    class Server(ss.ThreadingTCPServer):
+        daemon_threads = True
+        block_on_close = False
+
+    started = threading.Event()
+    release = threading.Event()
+
+    class Handler(ss.BaseRequestHandler):
+        def handle(self):
+            self.server.thread = threading.current_thread()
+            started.set()
+            release.wait(10)
+
+    server = Server((HOST, 0), Handler)
+    with socket.create_connection(server.server_address):
+        server.handle_request()
+        assert started.wait(10)
+        assert server.thread.daemon
+        assert "_threads" not in vars(server)
+        server.server_close()  # does not wait for the handler
+        assert server.thread.is_alive()
+        release.set()
+        server.thread.join(10)
+
+
+# ---------------------------------------------------------------- forking
+
+@pytest.mark.skipif(not HAVE_FORK, reason="no fork on this platform")
+def test_forking_children_reaped(ss):
+    class Handler(ss.StreamRequestHandler):
+        def handle(self):
+            self.wfile.write(b"%d\n" % os.getpid())
+
+    class Server(ss.ForkingTCPServer):
+        max_children = 3
+
+    with serving(Server((HOST, 0), Handler), poll_interval=0.05) as server:
+        pids = {int(tcp_exchange(server.server_address, b"")) for _ in range(8)}
+    assert len(pids) == 8 and os.getpid() not in pids
+    assert not server.active_children
+    for pid in pids:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+@pytest.mark.skipif(not HAVE_FORK, reason="no fork on this platform")
+def test_forking_child_error_status(ss, capfd):
+    class Handler(ss.BaseRequestHandler):
+        def handle(self):
+            raise RuntimeError("child failure")
+
+    with ss.ForkingTCPServer((HOST, 0), Handler) as server:
+        with socket.create_connection(server.server_address) as client:
+            server.handle_request()
+            client.settimeout(10)
+            assert client.recv(1) == b""
+        (pid,) = server.active_children
+        _, status = os.waitpid(pid, 0)
+        server.active_children.discard(pid)
+    assert os.waitstatus_to_exitcode(status) == 1
+    assert "RuntimeError: child failure" in capfd.readouterr().err
+
+
+# ---------------------------------------------------------------- signals
+
+def test_signal_handler_runs_while_blocked(ss):
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("needs the main thread")
+    hits = []
+    old = signal.signal(signal.SIGALRM, lambda *a: hits.append(1))
+    server = ss.TCPServer((HOST, 0), ss.StreamRequestHandler)
+    try:
+        server.timeout = 0.6
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        start = time.monotonic()
+        server.handle_request()  # times out, after the handler ran
+        elapsed = time.monotonic() - start
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        server.server_close()
+    assert hits == [1]
+    assert elapsed >= 0.55  # EINTR resumed the wait with the remaining time
