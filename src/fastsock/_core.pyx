@@ -20,6 +20,9 @@ from fastsock._posix cimport *
 import io
 import socket as _socket_module
 
+__all__ = ["READY", "WOKEN", "INVALID", "Waker", "wait_readable", "accept", "recvfrom",
+           "SocketReader", "SocketWriter"]
+
 include "_core_errors.pxi"
 include "_core_loop.pxi"
 include "_core_io.pxi"

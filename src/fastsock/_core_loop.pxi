@@ -17,7 +17,11 @@ cdef object _sock_family_get = _socket_module._socket.socket.family.__get__
 
 
 cdef class Waker:
-    """A wakeup channel for a serve loop (an eventfd on Linux, else a pipe).
+    # The first docstring lines give inspect.signature() the class signature.
+    """Waker()
+--
+
+A wakeup channel for a serve loop (an eventfd on Linux, else a pipe).
 
     ``wake()`` may be called from any thread, any number of times; a
     ``wait_readable()`` given ``fileno()`` returns at once with ``WOKEN``
