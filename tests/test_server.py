@@ -493,3 +493,121 @@ def test_signal_handler_runs_while_blocked(ss):
         server.server_close()
     assert hits == [1]
     assert elapsed >= 0.55  # EINTR resumed the wait with the remaining time
+
+
+# ---------------------------------------------------------------- thread pool
+
+@pytest.mark.parametrize("kind", ["ThreadPoolTCPServer", "ThreadPoolUnixStreamServer"])
+def test_thread_pool_reuses_workers(ss, kind):
+    import fastsock
+    cls = getattr(fastsock, kind)
+    cls = type(kind, (cls,), {"_core": ss.core})
+    seen = set()
+
+    class Handler(ss.StreamRequestHandler):
+        def handle(self):
+            seen.add(threading.get_ident())
+            for line in self.rfile:
+                self.wfile.write(line)
+
+    if "Unix" in kind:
+        address, family = unix_path(), socket.AF_UNIX
+    else:
+        address, family = (HOST, 0), socket.AF_INET
+    try:
+        with serving(cls(address, Handler), poll_interval=0.05) as server:
+            for i in range(30):
+                assert tcp_exchange(server.server_address, b"%d\n" % i, family) == b"%d\n" % i
+            stats = server.pool_stats
+    finally:
+        if family == socket.AF_UNIX and os.path.exists(address):
+            os.unlink(address)
+    # Sequential connections are served by very few reused workers.
+    assert 1 <= len(seen) <= 3, seen
+    assert stats["workers"] == len(seen) and stats["queued"] == 0
+    assert server.pool_stats["workers"] == 0  # joined on close
+
+
+def test_thread_pool_backpressure_never_drops(ss, backend_name):
+    import fastsock
+    release = threading.Event()
+    started = []
+
+    class Server(fastsock.ThreadPoolTCPServer):
+        _core = ss.core
+        max_workers = 2
+        max_queue = 2
+        request_queue_size = 64
+
+    class Handler(ss.StreamRequestHandler):
+        def handle(self):
+            started.append(1)
+            release.wait(20)
+            self.wfile.write(self.rfile.readline())
+
+    server = Server((HOST, 0), Handler)
+    with serving(server, poll_interval=0.05):
+        clients = [socket.create_connection(server.server_address) for _ in range(8)]
+        for i, client in enumerate(clients):
+            client.settimeout(20)
+            client.sendall(b"client %d\n" % i)
+        deadline = time.monotonic() + 10
+        while server.pool_stats["queued"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        stats = server.pool_stats
+        # 2 running, 2 queued, the rest still in the listen backlog.
+        assert stats["workers"] == 2 and stats["queued"] == 2, stats
+        assert len(started) == 2
+        release.set()
+        replies = [client.recv(100) for client in clients]
+        for client in clients:
+            client.close()
+    assert replies == [b"client %d\n" % i for i in range(8)]
+
+
+def test_thread_pool_close_drains_queue(ss):
+    import fastsock
+    gate = threading.Event()
+    handled = []
+
+    class Server(fastsock.ThreadPoolTCPServer):
+        _core = ss.core
+        max_workers = 1
+        max_queue = 5
+
+    class Handler(ss.BaseRequestHandler):
+        def handle(self):
+            gate.wait(10)
+            handled.append(self.client_address)
+
+    server = Server((HOST, 0), Handler)
+    clients = [socket.create_connection(server.server_address) for _ in range(3)]
+    for _ in clients:
+        server.handle_request()
+    assert server.pool_stats["queued"] == 2
+    gate.set()
+    server.server_close()   # lets the worker finish every queued request
+    assert len(handled) == 3
+    for client in clients:
+        client.close()
+
+
+def test_thread_pool_handler_errors_keep_worker(ss, capsys):
+    import fastsock
+
+    class Server(fastsock.ThreadPoolTCPServer):
+        _core = ss.core
+        max_workers = 1
+
+    class Handler(ss.StreamRequestHandler):
+        def handle(self):
+            if self.rfile.readline() == b"fail\n":
+                raise ValueError("bad request")
+            self.wfile.write(b"ok\n")
+
+    with serving(Server((HOST, 0), Handler), poll_interval=0.05) as server:
+        assert tcp_exchange(server.server_address, b"fail\n") == b""
+        assert tcp_exchange(server.server_address, b"fine\n") == b"ok\n"
+        assert server.pool_stats["workers"] == 1
+    assert "ValueError: bad request" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from ._backend import BACKEND
 from ._server import (
     BaseServer, TCPServer, UDPServer, ThreadingMixIn,
     ThreadingTCPServer, ThreadingUDPServer,
+    ThreadPoolMixIn, ThreadPoolTCPServer, ThreadPoolUDPServer,
 )
 from ._handlers import (
     BaseRequestHandler, StreamRequestHandler, DatagramRequestHandler,
@@ -21,6 +22,11 @@ from ._handlers import (
 )
 
 __version__ = "0.1.0"
+
+#: fastsock's additions to the socketserver API (not in ``__all__``, which
+#: stays exactly the stdlib's so ``from fastsock import *`` is a drop-in).
+EXTRAS = ["ThreadPoolMixIn", "ThreadPoolTCPServer", "ThreadPoolUDPServer",
+          "ThreadPoolUnixStreamServer", "ThreadPoolUnixDatagramServer"]
 
 # The public names of CPython 3.13's socketserver, in its order, under the
 # same platform conditions.
@@ -37,6 +43,7 @@ if hasattr(socket, "AF_UNIX"):
     from ._server import (
         UnixStreamServer, UnixDatagramServer,
         ThreadingUnixStreamServer, ThreadingUnixDatagramServer,
+        ThreadPoolUnixStreamServer, ThreadPoolUnixDatagramServer,
     )
     __all__ += ["UnixStreamServer", "UnixDatagramServer",
                 "ThreadingUnixStreamServer", "ThreadingUnixDatagramServer"]
