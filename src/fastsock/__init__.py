@@ -21,11 +21,13 @@ from ._handlers import (
     _SocketWriter,
 )
 
+from ._install import install, uninstall
+
 __version__ = "0.1.0"
 
 #: fastsock's additions to the socketserver API (not in ``__all__``, which
 #: stays exactly the stdlib's so ``from fastsock import *`` is a drop-in).
-EXTRAS = ["ThreadPoolMixIn", "ThreadPoolTCPServer", "ThreadPoolUDPServer",
+EXTRAS = ["install", "uninstall", "ThreadPoolMixIn", "ThreadPoolTCPServer", "ThreadPoolUDPServer",
           "ThreadPoolUnixStreamServer", "ThreadPoolUnixDatagramServer"]
 
 # The public names of CPython 3.13's socketserver, in its order, under the
