@@ -62,6 +62,23 @@ def cmd_echo(args):
     return 0
 
 
+def cmd_http(args):
+    import functools
+    import http.server
+    from fastsock import http as fhttp
+    if not os.path.isdir(args.directory):
+        print("fastsock http: not a directory: %s" % args.directory, file=sys.stderr)
+        return 1
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                                directory=args.directory)
+    try:
+        return fhttp.serve(handler, port=args.port, bind=args.bind, workers=args.workers)
+    except OSError as exc:
+        print("fastsock http: cannot serve on %s port %d: %s"
+              % (args.bind or "*", args.port, exc.strerror or exc), file=sys.stderr)
+        return 1
+
+
 def cmd_bench(args):
     from fastsock._bench import runner
     return runner.main(args.rest)
@@ -85,6 +102,17 @@ def build_parser():
     echo.add_argument("port", nargs="?", type=int, default=8007,
                       help="port (default: 8007)")
     echo.set_defaults(func=cmd_echo)
+
+    web = sub.add_parser("http", help="serve a folder over HTTP, like python -m http.server")
+    web.add_argument("--bind", "-b", metavar="ADDR",
+                     help="bind to this address (default: all interfaces, IPv6 and IPv4)")
+    web.add_argument("--directory", "-d", default=os.getcwd(),
+                     help="serve this directory (default: the current directory)")
+    web.add_argument("--workers", "-w", type=int, metavar="N",
+                     help="at most N worker threads (default: %d)" % 512)
+    web.add_argument("port", nargs="?", type=int, default=8000,
+                     help="port (default: 8000)")
+    web.set_defaults(func=cmd_http)
 
     bench = sub.add_parser("bench", add_help=False,
                            help="compare against the stdlib (see: bench --help)")
