@@ -20,6 +20,7 @@ Call order (the contract user code relies on)::
       -> handle_timeout (handle_request, when self.timeout passes)
 """
 import collections
+import logging
 import os
 import socket
 import sys
@@ -28,6 +29,9 @@ import traceback
 from time import monotonic
 
 from . import _backend
+
+#: fastsock's logger: handle_error() and the servers' own messages.
+logger = logging.getLogger("fastsock")
 
 __all__ = [
     "BaseServer", "TCPServer", "UDPServer", "ThreadingMixIn",
@@ -226,9 +230,15 @@ class BaseServer:
     def handle_error(self, request, client_address):
         """Handle an exception raised while processing a request.
 
-        The default prints a traceback to stderr and continues serving.
-        May be overridden.
+        When logging is configured (the ``fastsock`` logger or an ancestor
+        has a handler), the error is logged on the ``fastsock`` logger with
+        its traceback; otherwise the stdlib's text is printed to stderr.
+        Serving continues either way.  May be overridden.
         """
+        if logger.hasHandlers():
+            logger.error("Exception occurred during processing of request from %s",
+                         client_address, exc_info=True)
+            return
         print('-' * 40, file=sys.stderr)
         print('Exception occurred during processing of request from',
               client_address, file=sys.stderr)
