@@ -13,6 +13,12 @@
 #include <sys/eventfd.h>
 #endif
 
+/* No SIGPIPE from send() where the flag exists; elsewhere the process is
+   expected to ignore SIGPIPE, as CPython does at startup. */
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0
+#endif
+
 /* Open the read and write ends of a wakeup channel: one eventfd on Linux
    (rfd == wfd), a pipe elsewhere.  Both ends are non-blocking and
    close-on-exec.  Returns 0, or -1 with errno set. */

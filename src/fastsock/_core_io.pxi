@@ -1,0 +1,1143 @@
+# ---------------------------------------------------------------------------
+# Socket streams: SocketReader (rfile) and SocketWriter (wfile).
+# Twin: fastsock/_io_py.py -- same algorithms, kept in step with this file.
+#
+# SocketReader gives the results of sock.makefile('rb', bufsize) (an
+# io.BufferedReader over socket.SocketIO, or the bare SocketIO when bufsize is
+# 0) for every chunking of the input; SocketWriter is the stdlib's
+# socketserver._SocketWriter (bufsize 0) or sock.makefile('wb', bufsize).
+# The buffer states, when the socket is read or written, and what an error or
+# a timeout leaves behind follow _io.BufferedReader/_io.BufferedWriter.
+#
+# For a plain socket.socket, recv()/send() run on its fd with the GIL
+# released: one poll() + recv()/send() loop per raw read or write, in C
+# (_sio_io), honouring the socket's timeout like CPython's sock_call_ex.
+# Any other socket-like object (ssl.SSLSocket...) is driven through its own
+# recv_into()/send()/sendall() methods.
+# ---------------------------------------------------------------------------
+
+from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release,
+                             PyBUF_SIMPLE, PyBUF_WRITABLE, PyBUF_READ, PyBUF_WRITE)
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.memoryview cimport PyMemoryView_FromMemory
+from cpython.number cimport PyNumber_AsSsize_t
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_XDECREF
+from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock,
+                               PyThread_free_lock, PyThread_acquire_lock,
+                               PyThread_release_lock, PyThread_get_thread_ident,
+                               WAIT_LOCK, NOWAIT_LOCK)
+
+cdef extern from "Python.h":
+    # Bytes objects grown in place: the result of a read is built once,
+    # straight from recv() or the buffer, never joined from chunks.
+    PyObject *_sio_bytes_new "PyBytes_FromStringAndSize"(const char *v, Py_ssize_t n) except NULL
+    int _sio_bytes_resize "_PyBytes_Resize"(PyObject **pv, Py_ssize_t n) except -1
+    char *_sio_bytes_data "PyBytes_AS_STRING"(PyObject *o) noexcept nogil
+    bytes _sio_bytes "PyBytes_FromStringAndSize"(const char *v, Py_ssize_t n)
+    enum:
+        PY_SSIZE_T_MAX
+
+cdef Py_ssize_t _SIO_DEFAULT = io.DEFAULT_BUFFER_SIZE
+cdef object _sio_socket_type = _socket_module.socket
+cdef object _sio_unsupported = io.UnsupportedOperation
+cdef frozenset _sio_blocking_errnos = frozenset([EAGAIN, EWOULDBLOCK])
+# Since CPython 3.13 (gh-117151) BufferedWriter.write() sends a write of at
+# least the buffer size directly instead of buffering exactly one buffer's
+# worth; the writer follows the running interpreter's makefile().
+from sys import version_info as _sio_version_info
+cdef bint _SIO_SEND_FULL_BLOCKS = _sio_version_info >= (3, 13)
+
+# Socket modes (from its timeout) and the special results of _sio_io().
+cdef enum:
+    _SIO_BLOCK = 0
+    _SIO_NONBLOCK = 1
+    _SIO_TIMEOUT = 2
+
+cdef enum:
+    _SIO_ERROR = -1       # errno in *err
+    _SIO_AGAIN = -2       # a non-blocking socket would block
+    _SIO_TIMEDOUT = -3    # the deadline passed
+
+
+cdef inline bint _sio_would_block(int e) noexcept nogil:
+    # Two tests, not "e == EAGAIN or e == EWOULDBLOCK": Cython would make a
+    # switch of it, with a duplicate case where the two are equal.
+    if e == EAGAIN:
+        return True
+    return e == EWOULDBLOCK
+
+
+cdef Py_ssize_t _sio_io(int fd, char *buf, size_t n, int flags, bint sending,
+                        int mode, double deadline, int *err) noexcept nogil:
+    """One recv() (or send()) of up to n bytes: the byte count, or one of
+    _SIO_ERROR/_SIO_AGAIN/_SIO_TIMEDOUT.  With a timeout, poll() first, until
+    the deadline (a spurious EAGAIN polls again), like CPython's sock_call_ex.
+    EINTR is returned as an error: the caller runs the signal handlers."""
+    cdef pollfd p
+    cdef ssize_t r
+    cdef int e, ready
+    cdef double left
+    if mode != _SIO_BLOCK:
+        flags |= MSG_DONTWAIT
+    if sending:
+        flags |= MSG_NOSIGNAL
+    while True:
+        if mode == _SIO_TIMEOUT and fd >= 0:
+            left = deadline - fs_monotonic()
+            if left < 0:
+                return _SIO_TIMEDOUT
+            p.fd = fd
+            p.events = POLLOUT if sending else POLLIN
+            p.revents = 0
+            ready = poll(&p, 1, fs_poll_ms(left))
+            if ready < 0:
+                err[0] = errno
+                return _SIO_ERROR
+            if ready == 0:
+                return _SIO_TIMEDOUT
+        if sending:
+            r = send(fd, buf, n, flags)
+        else:
+            r = recv(fd, buf, n, flags)
+        if r >= 0:
+            return r
+        e = errno
+        if _sio_would_block(e):
+            if mode == _SIO_TIMEOUT:
+                continue
+            return _SIO_AGAIN
+        err[0] = e
+        return _SIO_ERROR
+
+
+cdef int _sio_mode(object timeout, double *deadline) except -1:
+    """The socket mode for sock.gettimeout(); sets the deadline."""
+    cdef double t
+    if timeout is None:
+        return _SIO_BLOCK
+    t = timeout
+    if t <= 0.0:
+        return _SIO_NONBLOCK
+    deadline[0] = fs_monotonic() + t
+    return _SIO_TIMEOUT
+
+
+cdef Py_ssize_t _sio_size_arg(object value) except? -1:
+    # io's "Py_ssize_t(accept={int, NoneType})" argument conversion.
+    if value is None:
+        return -1
+    return PyNumber_AsSsize_t(value, OverflowError)
+
+
+cdef Py_ssize_t _sio_bufsize_arg(object bufsize) except? -1:
+    cdef Py_ssize_t n
+    if bufsize is None:
+        return _SIO_DEFAULT
+    n = PyNumber_AsSsize_t(bufsize, OverflowError)
+    return _SIO_DEFAULT if n < 0 else n
+
+
+# -- a bytes object being filled: obj holds cap bytes, the first len valid ---
+
+cdef struct _sio_acc:
+    PyObject *obj
+    Py_ssize_t len
+    Py_ssize_t cap
+
+
+cdef inline void _acc_init(_sio_acc *a) noexcept nogil:
+    a.obj = NULL
+    a.len = 0
+    a.cap = 0
+
+
+cdef int _acc_reserve(_sio_acc *a, Py_ssize_t extra) except -1:
+    """Make room for extra more bytes (growing geometrically)."""
+    cdef Py_ssize_t cap
+    if extra > PY_SSIZE_T_MAX - a.len:
+        raise MemoryError()
+    if a.len + extra <= a.cap:
+        return 0
+    cap = a.cap * 2 if a.cap < PY_SSIZE_T_MAX // 2 else PY_SSIZE_T_MAX
+    if cap < a.len + extra:
+        cap = a.len + extra
+    if cap < 1:
+        cap = 1
+    if a.obj == NULL:
+        a.obj = _sio_bytes_new(NULL, cap)
+    else:
+        _sio_bytes_resize(&a.obj, cap)   # on failure: obj is NULL, raises
+    a.cap = cap
+    return 0
+
+
+cdef inline char *_acc_tail(_sio_acc *a) noexcept:
+    return _sio_bytes_data(a.obj) + a.len
+
+
+cdef int _acc_append(_sio_acc *a, const char *src, Py_ssize_t n) except -1:
+    if n > 0:
+        _acc_reserve(a, n)
+        memcpy(_acc_tail(a), src, n)
+        a.len += n
+    return 0
+
+
+cdef object _acc_finish(_sio_acc *a):
+    """The bytes (trimmed to len); the accumulator no longer owns them."""
+    cdef object res
+    if a.obj == NULL:
+        return b""
+    if a.len != a.cap:
+        _sio_bytes_resize(&a.obj, a.len)
+        a.cap = a.len
+    res = <object>a.obj
+    Py_XDECREF(a.obj)
+    a.obj = NULL
+    return res
+
+
+cdef inline void _acc_clear(_sio_acc *a) noexcept:
+    Py_XDECREF(a.obj)
+    a.obj = NULL
+
+
+cdef class _SocketStream:
+    """Common part of SocketReader and SocketWriter: the socket, its
+    makefile()-style reference, and the lock that serialises operations
+    (a reentrant call from the same thread raises RuntimeError, as in io)."""
+
+    cdef object _sock
+    cdef PyThread_type_lock _lock
+    cdef long _owner
+    cdef bint _ok          # __cinit__ completed
+    cdef bint _closed
+    cdef bint _fast        # type(sock) is socket.socket: use the fd directly
+    cdef bint _ref         # holds one of sock._io_refs
+    cdef object __weakref__
+
+    def __cinit__(self, *args, **kwargs):
+        self._lock = PyThread_allocate_lock()
+        if self._lock == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        if self._lock != NULL:
+            PyThread_free_lock(self._lock)
+            self._lock = NULL
+
+    cdef int _enter(self) except -1:
+        cdef long me = PyThread_get_thread_ident()
+        if not PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
+            if self._owner == me:
+                raise RuntimeError("reentrant call inside %r" % (self,))
+            with nogil:
+                PyThread_acquire_lock(self._lock, WAIT_LOCK)
+        self._owner = me
+        return 0
+
+    cdef inline void _leave(self) noexcept:
+        self._owner = 0
+        PyThread_release_lock(self._lock)
+
+    cdef int _take_ref(self) except -1:
+        if hasattr(self._sock, "_io_refs"):
+            self._sock._io_refs += 1
+            self._ref = True
+        return 0
+
+    cdef int _drop_ref(self) except -1:
+        if self._ref:
+            self._ref = False
+            self._sock._decref_socketios()
+        return 0
+
+    @property
+    def closed(self):
+        return self._closed
+
+    @property
+    def name(self):
+        return -1 if self._closed else self._sock.fileno()
+
+    def __del__(self):
+        if self._ok and not self._closed:
+            try:
+                self.close()
+            except Exception:
+                pass
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def seek(self, pos, whence=0):
+        raise _sio_unsupported("seek")
+
+    def tell(self):
+        raise _sio_unsupported("seek")
+
+    def truncate(self, pos=None):
+        raise _sio_unsupported("truncate")
+
+    def detach(self):
+        raise _sio_unsupported("detach")
+
+    def __repr__(self):
+        return "<%s.%s name=%r>" % (type(self).__module__,
+                                    type(self).__qualname__, self.name)
+
+    def __reduce__(self):
+        raise TypeError("cannot pickle '%s' object" % type(self).__name__)
+
+
+cdef class SocketReader(_SocketStream):
+    # The first docstring lines give inspect.signature() the class signature.
+    """SocketReader(sock, bufsize=-1)
+--
+
+Binary read stream over a connected socket: what ``sock.makefile('rb',
+    bufsize)`` returns, with the same results for every chunking of the
+    input.  *bufsize* < 0 means ``io.DEFAULT_BUFFER_SIZE``; 0 means
+    unbuffered: no more is taken from the socket than is returned (readline
+    peeks for the newline), so the socket can be handed on after a read.
+
+    The socket's timeout applies to every read from it; after a timeout the
+    reader refuses to read the socket again (``OSError("cannot read from
+    timed out object")``), like ``socket.SocketIO``.  Like makefile(), the
+    reader holds a reference on the socket (``sock._io_refs``): closing the
+    socket while the reader is open only closes it when the reader closes.
+    """
+
+    cdef char *_buf
+    cdef Py_ssize_t _bufsize   # 0: unbuffered
+    cdef Py_ssize_t _cap       # allocated size of _buf (scratch when unbuffered)
+    cdef Py_ssize_t _pos       # next byte to return
+    cdef Py_ssize_t _end       # end of the valid bytes; -1: none are valid
+    cdef bint _timed_out
+
+    def __cinit__(self, sock, bufsize=-1):
+        self._bufsize = _sio_bufsize_arg(bufsize)
+        self._cap = self._bufsize if self._bufsize else _SIO_DEFAULT
+        self._buf = <char *>PyMem_Malloc(self._cap)
+        if self._buf == NULL:
+            raise MemoryError()
+        self._pos = 0
+        self._end = -1
+        self._sock = sock
+        self._fast = type(sock) is _sio_socket_type
+        self._take_ref()
+        self._ok = True
+
+    def __dealloc__(self):
+        PyMem_Free(self._buf)
+        self._buf = NULL
+
+    # -- raw socket reads (socket.SocketIO.readinto) ------------------------
+
+    cdef Py_ssize_t _recv(self, char *dst, Py_ssize_t n, int flags,
+                          bint nowait=False) except -1:
+        """One read of up to n bytes from the socket: the byte count (0 at
+        EOF), or _SIO_AGAIN if a non-blocking socket has nothing.  nowait:
+        do not wait even if the socket has a timeout."""
+        cdef int fd, mode, err = 0
+        cdef double deadline = 0.0
+        cdef Py_ssize_t r
+        if self._timed_out:
+            raise OSError("cannot read from timed out object")
+        if n <= 0:
+            return 0
+        if not self._fast:
+            return self._recv_slow(dst, n, flags)
+        mode = _SIO_NONBLOCK if nowait else _sio_mode(self._sock.gettimeout(), &deadline)
+        fd = self._sock.fileno()
+        while True:
+            with nogil:
+                r = _sio_io(fd, dst, <size_t>n, flags, False, mode, deadline, &err)
+            if r >= 0 or r == _SIO_AGAIN:
+                return r
+            if r == _SIO_TIMEDOUT:
+                self._timed_out = True
+                raise_timeout()
+            if err != EINTR:
+                raise_errno(err)
+            check_signals()                 # PEP 475: retry after handlers
+            fd = self._sock.fileno()
+
+    cdef Py_ssize_t _recv_slow(self, char *dst, Py_ssize_t n, int flags) except -1:
+        cdef object view = PyMemoryView_FromMemory(dst, n, PyBUF_WRITE)
+        cdef object got
+        cdef Py_ssize_t r
+        try:
+            while True:
+                try:
+                    if flags:
+                        got = self._sock.recv_into(view, n, flags)
+                    else:
+                        got = self._sock.recv_into(view)
+                except TimeoutError:
+                    self._timed_out = True
+                    raise
+                except InterruptedError:
+                    continue
+                except OSError as exc:
+                    if exc.errno in _sio_blocking_errnos:
+                        return _SIO_AGAIN
+                    raise
+                break
+        finally:
+            try:
+                view.release()
+            except BufferError:
+                pass
+        r = got
+        if r < 0 or r > n:
+            raise OSError("raw readinto() returned invalid length %d "
+                          "(should have been between 0 and %d)" % (r, n))
+        return r
+
+    cdef Py_ssize_t _raw_readall(self, _sio_acc *acc) except -1:
+        """RawIOBase.readall() into acc: the count read, or _SIO_AGAIN if
+        nothing could be read without blocking."""
+        cdef Py_ssize_t got = 0, r
+        while True:
+            _acc_reserve(acc, _SIO_DEFAULT)
+            r = self._recv(_acc_tail(acc), acc.cap - acc.len, 0)
+            if r == _SIO_AGAIN:
+                return got if got else _SIO_AGAIN
+            if r == 0:
+                return got
+            acc.len += r
+            got += r
+
+    cdef Py_ssize_t _fill(self) except -1:
+        """Read once into the free end of the buffer (all of it when nothing
+        is valid): the count, 0 at EOF, or _SIO_AGAIN."""
+        cdef Py_ssize_t start = self._end if self._end >= 0 else 0
+        cdef Py_ssize_t n = self._recv(self._buf + start, self._bufsize - start, 0)
+        if n > 0:
+            self._end = start + n
+        return n
+
+    cdef inline Py_ssize_t _readahead(self) noexcept:
+        return self._end - self._pos if self._end >= 0 else 0
+
+    cdef inline bytes _take(self, Py_ssize_t n):
+        cdef bytes res = _sio_bytes(self._buf + self._pos, n)
+        self._pos += n
+        return res
+
+    cdef inline int _check_closed(self, str message) except -1:
+        if self._closed:
+            raise ValueError(message if self._bufsize
+                             else "I/O operation on closed file.")
+        return 0
+
+    # -- reading -------------------------------------------------------------
+
+    def read(self, n=-1):
+        """Read up to n bytes (all until EOF when n is -1 or None); fewer only
+        at EOF, or when a non-blocking socket has no more (None if none)."""
+        cdef Py_ssize_t size = _sio_size_arg(n)
+        if self._bufsize and size < -1:
+            raise ValueError("read length must be non-negative or -1")
+        self._check_closed("read of closed file")
+        if self._bufsize and 0 <= size <= self._readahead():   # no lock needed
+            return self._take(size)
+        self._enter()
+        try:
+            if not self._bufsize:
+                return self._read_unbuffered(size)
+            if size == -1:
+                return self._read_all()
+            if size <= self._readahead():
+                return self._take(size)
+            return self._read_generic(size)
+        finally:
+            self._leave()
+
+    cdef object _read_unbuffered(self, Py_ssize_t n):
+        cdef _sio_acc acc
+        cdef Py_ssize_t r
+        if n == 0:
+            self._recv(NULL, 0, 0)          # the timed-out check
+            return b""
+        _acc_init(&acc)
+        try:
+            if n < 0:
+                r = self._raw_readall(&acc)
+            else:
+                _acc_reserve(&acc, n)
+                r = self._recv(_acc_tail(&acc), n, 0)
+                if r > 0:
+                    acc.len = r
+            if r == _SIO_AGAIN:
+                return None
+            return _acc_finish(&acc)
+        finally:
+            _acc_clear(&acc)
+
+    cdef object _read_all(self):
+        cdef _sio_acc acc
+        cdef Py_ssize_t have = self._readahead(), r
+        _acc_init(&acc)
+        try:
+            if have > 0:
+                _acc_append(&acc, self._buf + self._pos, have)
+                self._pos += have
+            self._end = -1
+            r = self._raw_readall(&acc)
+            if have == 0 and r == _SIO_AGAIN:
+                return None
+            return _acc_finish(&acc)
+        finally:
+            _acc_clear(&acc)
+
+    cdef object _read_generic(self, Py_ssize_t n):
+        cdef _sio_acc acc
+        cdef Py_ssize_t have = self._readahead()
+        cdef Py_ssize_t bufsize = self._bufsize
+        cdef Py_ssize_t written = 0, remaining, r
+        cdef char *out
+        _acc_init(&acc)
+        try:
+            _acc_reserve(&acc, n)
+            out = _sio_bytes_data(acc.obj)
+            if have > 0:
+                memcpy(out, self._buf + self._pos, have)
+                self._pos += have
+                written = have
+            remaining = n - written
+            self._end = -1
+            # Whole blocks go straight into the result...
+            while remaining > 0:
+                r = bufsize * (remaining // bufsize)
+                if r == 0:
+                    break
+                r = self._recv(out + written, r, 0)
+                if r == 0 or r == _SIO_AGAIN:
+                    if r == 0 or written > 0:
+                        acc.len = written
+                        return _acc_finish(&acc)
+                    return None
+                remaining -= r
+                written += r
+            # ...the last partial block through the buffer.
+            self._pos = 0
+            self._end = 0
+            while remaining > 0 and self._end < bufsize:
+                r = self._fill()
+                if r == 0 or r == _SIO_AGAIN:
+                    if r == 0 or written > 0:
+                        acc.len = written
+                        return _acc_finish(&acc)
+                    return None
+                if r > remaining:
+                    r = remaining
+                memcpy(out + written, self._buf + self._pos, r)
+                written += r
+                self._pos += r
+                remaining -= r
+            acc.len = written
+            return _acc_finish(&acc)
+        finally:
+            _acc_clear(&acc)
+
+    def read1(self, Py_ssize_t n=-1):
+        """Read up to n bytes with at most one read from the socket: the
+        buffered bytes if there are any, else what one read returns."""
+        cdef _sio_acc acc
+        cdef Py_ssize_t have, r
+        if n < 0:
+            n = self._bufsize if self._bufsize else _SIO_DEFAULT
+        self._check_closed("read of closed file")
+        if n == 0:
+            return b""
+        self._enter()
+        try:
+            have = self._readahead()
+            if have > 0:
+                return self._take(have if have < n else n)
+            self._end = -1
+            _acc_init(&acc)
+            try:
+                _acc_reserve(&acc, n)
+                r = self._recv(_acc_tail(&acc), n, 0)
+                if r > 0:
+                    acc.len = r
+                return _acc_finish(&acc)
+            finally:
+                _acc_clear(&acc)
+        finally:
+            self._leave()
+
+    def readinto(self, b):
+        """Read into the writable buffer b until it is full (or EOF, or a
+        non-blocking socket has no more); the byte count, None if none."""
+        return self._readinto(b, False, "readinto")
+
+    def readinto1(self, b):
+        """Read into b with at most one read from the socket; the byte
+        count, None if a non-blocking socket has nothing."""
+        return self._readinto(b, True, "readinto1")
+
+    cdef object _readinto(self, object b, bint one, str name):
+        cdef Py_buffer view
+        cdef Py_ssize_t r
+        try:
+            PyObject_GetBuffer(b, &view, PyBUF_WRITABLE)
+        except Exception:
+            raise TypeError("%s() argument must be read-write bytes-like "
+                            "object, not %s" % (name, type(b).__name__)) from None
+        try:
+            self._check_closed("readinto of closed file")
+            self._enter()
+            try:
+                if not self._bufsize:
+                    r = self._recv(<char *>view.buf, view.len, 0)
+                    return None if r == _SIO_AGAIN else r
+                return self._readinto_buffered(<char *>view.buf, view.len, one)
+            finally:
+                self._leave()
+        finally:
+            PyBuffer_Release(&view)
+
+    cdef object _readinto_buffered(self, char *dst, Py_ssize_t size, bint one):
+        cdef Py_ssize_t have = self._readahead()
+        cdef Py_ssize_t bufsize = self._bufsize
+        cdef Py_ssize_t written = 0, remaining, r
+        if have > 0:
+            if have >= size:
+                memcpy(dst, self._buf + self._pos, size)
+                self._pos += size
+                return size
+            memcpy(dst, self._buf + self._pos, have)
+            self._pos += have
+            written = have
+        self._end = -1
+        self._pos = 0
+        remaining = size - written
+        while remaining > 0:
+            if remaining > bufsize:
+                r = self._recv(dst + written, remaining, 0)
+            elif not (one and written):
+                r = self._fill()
+                if r > 0:
+                    if r > remaining:
+                        r = remaining
+                    memcpy(dst + written, self._buf + self._pos, r)
+                    self._pos += r
+                    written += r
+                    remaining -= r
+                    continue
+            else:
+                r = 0
+            if r == 0 or (r == _SIO_AGAIN and written > 0):
+                break
+            if r == _SIO_AGAIN:
+                return None
+            written += r
+            remaining -= r
+            if one:
+                break
+        return written
+
+    def peek(self, Py_ssize_t n=0):
+        """Return buffered bytes without consuming them, reading the socket
+        once if nothing is buffered (unbuffered: one MSG_PEEK read of up to
+        n bytes, or io.DEFAULT_BUFFER_SIZE when n <= 0)."""
+        cdef _sio_acc acc
+        cdef Py_ssize_t have, r
+        self._check_closed("peek of closed file")
+        self._enter()
+        try:
+            if not self._bufsize:
+                _acc_init(&acc)
+                try:
+                    _acc_reserve(&acc, n if n > 0 else _SIO_DEFAULT)
+                    r = self._recv(_acc_tail(&acc), acc.cap, MSG_PEEK)
+                    if r > 0:
+                        acc.len = r
+                    return _acc_finish(&acc)
+                finally:
+                    _acc_clear(&acc)
+            have = self._readahead()
+            if have > 0:
+                return _sio_bytes(self._buf + self._pos, have)
+            self._end = -1
+            r = self._fill()
+            self._pos = 0
+            return _sio_bytes(self._buf, r if r > 0 else 0)
+        finally:
+            self._leave()
+
+    def readline(self, limit=-1):
+        """Read up to and including the next b'\\n', at most limit bytes when
+        limit >= 0; what remains at EOF (b'' at EOF)."""
+        return self._readline_entry(_sio_size_arg(limit))
+
+    cdef object _readline_entry(self, Py_ssize_t limit):
+        cdef Py_ssize_t n
+        cdef char *start
+        cdef char *nl
+        self._check_closed("readline of closed file")
+        if self._bufsize:
+            # The line is in the buffer: no lock needed (as in io), since
+            # nothing here can release the GIL or run Python code, and a
+            # thread filling the buffer only writes past _end.
+            n = self._readahead()
+            if limit >= 0 and n > limit:
+                n = limit
+            start = self._buf + self._pos
+            nl = <char *>memchr(start, 10, n)
+            if nl != NULL:
+                return self._take(nl - start + 1)
+        self._enter()
+        try:
+            if not self._bufsize:
+                return self._readline_unbuffered(limit)
+            return self._readline(limit)
+        finally:
+            self._leave()
+
+    cdef object _readline(self, Py_ssize_t limit):
+        cdef _sio_acc acc
+        cdef Py_ssize_t n, k
+        cdef char *start
+        cdef char *nl
+        cdef bytes res
+        # The common case: the line is in the buffer.
+        n = self._readahead()
+        if limit >= 0 and n > limit:
+            n = limit
+        start = self._buf + self._pos
+        nl = <char *>memchr(start, 10, n)
+        if nl != NULL:
+            return self._take(nl - start + 1)
+        if n == limit:
+            return self._take(n)
+        # Otherwise take what is buffered and refill the whole buffer until
+        # the newline, the limit, EOF, or a non-blocking socket runs dry.
+        _acc_init(&acc)
+        try:
+            if n > 0:
+                _acc_reserve(&acc, n + self._bufsize)
+                _acc_append(&acc, start, n)
+                self._pos += n
+                if limit >= 0:
+                    limit -= n
+            while True:
+                self._end = -1
+                n = self._fill()
+                if n <= 0:
+                    break
+                if limit >= 0 and n > limit:
+                    n = limit
+                nl = <char *>memchr(self._buf, 10, n)
+                if nl != NULL:
+                    k = nl - self._buf + 1
+                    self._pos = 0
+                    if acc.obj == NULL:
+                        return self._take(k)
+                    _acc_append(&acc, self._buf, k)
+                    self._pos = k
+                    break
+                _acc_append(&acc, self._buf, n)
+                self._pos = n
+                if n == limit:
+                    break
+                if limit >= 0:
+                    limit -= n
+            return _acc_finish(&acc)
+        finally:
+            _acc_clear(&acc)
+
+    cdef object _readline_unbuffered(self, Py_ssize_t limit):
+        # Never consume past the newline: peek to find it, then take exactly
+        # the bytes up to it, straight into the result.  Sockets that cannot
+        # peek are read one byte at a time, as io.IOBase.readline() reads a
+        # raw SocketIO.
+        cdef _sio_acc acc
+        cdef Py_ssize_t want, got
+        cdef char *nl
+        _acc_init(&acc)
+        try:
+            while limit < 0 or acc.len < limit:
+                want = self._cap
+                if limit >= 0 and limit - acc.len < want:
+                    want = limit - acc.len
+                if self._fast:
+                    got = self._recv(self._buf, want, MSG_PEEK)
+                    if got > 0:
+                        nl = <char *>memchr(self._buf, 10, got)
+                        want = got if nl == NULL else nl - self._buf + 1
+                        _acc_reserve(&acc, want)
+                        got = self._recv(_acc_tail(&acc), want, 0, True)
+                        if got == _SIO_AGAIN:   # taken by someone else: peek again
+                            continue
+                else:
+                    want = 1
+                    _acc_reserve(&acc, 1)
+                    got = self._recv(_acc_tail(&acc), 1, 0)
+                if got == _SIO_AGAIN:
+                    raise OSError("read() should have returned a bytes object, "
+                                  "not 'NoneType'")
+                if got == 0:
+                    break
+                acc.len += got
+                if got == want and _sio_bytes_data(acc.obj)[acc.len - 1] == 10:
+                    break
+            return _acc_finish(&acc)
+        finally:
+            _acc_clear(&acc)
+
+    def readlines(self, hint=-1):
+        """Read lines until EOF, or until their total length exceeds hint
+        when hint > 0."""
+        cdef Py_ssize_t limit = _sio_size_arg(hint)
+        cdef Py_ssize_t length = 0
+        cdef list lines
+        if limit <= 0:
+            return list(self)
+        lines = []
+        for line in self:
+            lines.append(line)
+            if len(line) > limit - length:
+                break
+            length += len(line)
+        return lines
+
+    def __iter__(self):
+        self._check_closed("I/O operation on closed file.")
+        return self
+
+    def __next__(self):
+        line = self._readline_entry(-1)
+        if not line:
+            raise StopIteration
+        return line
+
+    # -- the rest of the file interface -------------------------------------
+
+    def close(self):
+        """Close the reader (not the socket itself: it closes once the
+        socket and all its files are closed, as with makefile())."""
+        if self._closed:
+            return
+        self._enter()
+        try:
+            if self._closed:
+                return
+            self._closed = True
+            self._pos = 0
+            self._end = -1
+        finally:
+            self._leave()
+        self._drop_ref()
+
+    @property
+    def mode(self):
+        return "rb"
+
+    def fileno(self):
+        self._check_closed("I/O operation on closed file.")
+        return self._sock.fileno()
+
+    def isatty(self):
+        self._check_closed("I/O operation on closed file.")
+        return False
+
+    def readable(self):
+        if self._closed:
+            raise ValueError("I/O operation on closed socket.")
+        return True
+
+    def writable(self):
+        if self._closed:
+            raise ValueError("I/O operation on closed socket.")
+        return False
+
+    def seekable(self):
+        if self._closed:
+            raise ValueError("I/O operation on closed socket.")
+        return False
+
+    def flush(self):
+        self._check_closed("I/O operation on closed file.")
+
+    def write(self, b):
+        raise _sio_unsupported("write")
+
+    def writelines(self, lines):
+        raise _sio_unsupported("write")
+
+    def __enter__(self):
+        self._check_closed("I/O operation on closed file.")
+        return self
+
+
+cdef class SocketWriter(_SocketStream):
+    # The first docstring lines give inspect.signature() the class signature.
+    """SocketWriter(sock, bufsize=0)
+--
+
+Binary write stream over a connected socket.  With *bufsize* 0 (the
+    default) it is the stdlib's ``socketserver._SocketWriter``: ``write()``
+    sends every byte before it returns, and ``close()`` leaves the socket
+    alone.  Otherwise it is ``sock.makefile('wb', bufsize)`` (< 0:
+    ``io.DEFAULT_BUFFER_SIZE``): writes are buffered, sent when the buffer
+    would overflow, on ``flush()`` and on ``close()``, and the writer holds
+    a reference on the socket (``sock._io_refs``) like makefile().
+    """
+
+    cdef char *_buf
+    cdef Py_ssize_t _bufsize   # 0: unbuffered
+    cdef Py_ssize_t _start     # pending bytes are _buf[_start:_end]
+    cdef Py_ssize_t _end
+
+    def __cinit__(self, sock, bufsize=0):
+        self._bufsize = _sio_bufsize_arg(bufsize)
+        if self._bufsize:
+            self._buf = <char *>PyMem_Malloc(self._bufsize)
+            if self._buf == NULL:
+                raise MemoryError()
+        self._sock = sock
+        self._fast = type(sock) is _sio_socket_type
+        if self._bufsize:
+            self._take_ref()
+        self._ok = True
+
+    def __dealloc__(self):
+        PyMem_Free(self._buf)
+        self._buf = NULL
+
+    # -- raw socket writes ---------------------------------------------------
+
+    cdef int _send(self, const char *data, Py_ssize_t n, Py_ssize_t keep,
+                   bint overall, Py_ssize_t *progress) except -1:
+        """Send data[progress[0]:n] until at most keep bytes are left,
+        advancing progress[0] with every send (so it is right even when this
+        raises).  0, or 1 if a non-blocking socket would block.  overall: one
+        deadline for the whole (sendall()), else one per send() call
+        (socket.SocketIO.write())."""
+        cdef int fd, mode, err = 0
+        cdef double deadline = 0.0, timeout = 0.0
+        cdef Py_ssize_t r
+        if not self._fast:
+            return self._send_slow(data, n, keep, progress)
+        t = self._sock.gettimeout()
+        mode = _sio_mode(t, &deadline)
+        if mode == _SIO_TIMEOUT:
+            timeout = t
+        fd = self._sock.fileno()
+        while n - progress[0] > keep:
+            with nogil:
+                r = _sio_io(fd, <char *>data + progress[0], <size_t>(n - progress[0]),
+                            0, True, mode, deadline, &err)
+            if r >= 0:
+                progress[0] += r
+                if n - progress[0] > keep:
+                    # A send cut short by a signal: run the handlers before
+                    # blocking again.
+                    check_signals()
+                    fd = self._sock.fileno()
+                    if mode == _SIO_TIMEOUT and not overall:
+                        deadline = fs_monotonic() + timeout
+                continue
+            if r == _SIO_AGAIN:
+                return 1
+            if r == _SIO_TIMEDOUT:
+                raise_timeout()
+            if err != EINTR:
+                raise_errno(err)
+            check_signals()                 # PEP 475: retry after handlers
+            fd = self._sock.fileno()
+        return 0
+
+    cdef int _send_slow(self, const char *data, Py_ssize_t n, Py_ssize_t keep,
+                        Py_ssize_t *progress) except -1:
+        cdef object view
+        cdef object got
+        cdef Py_ssize_t r
+        while n - progress[0] > keep:
+            view = PyMemoryView_FromMemory(<char *>data + progress[0],
+                                           n - progress[0], PyBUF_READ)
+            try:
+                got = self._sock.send(view)
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                if exc.errno in _sio_blocking_errnos:
+                    return 1
+                raise
+            finally:
+                try:
+                    view.release()
+                except BufferError:
+                    pass
+            r = got
+            if r < 0 or r > n - progress[0]:
+                raise OSError("raw write() returned invalid length %d (should "
+                              "have been between 0 and %d)" % (r, n - progress[0]))
+            progress[0] += r
+            if n - progress[0] > keep:
+                check_signals()
+        return 0
+
+    cdef int _flush_unlocked(self) except -1:
+        if self._start < self._end:
+            if self._send(self._buf, self._end, 0, False, &self._start):
+                raise BlockingIOError(EAGAIN, "write could not complete without "
+                                      "blocking", 0)
+        self._start = 0
+        self._end = 0
+        return 0
+
+    # -- writing -------------------------------------------------------------
+
+    def write(self, b):
+        """Write the bytes-like b and return its length in bytes.
+        Unbuffered: all of it is sent before this returns."""
+        cdef Py_buffer view
+        cdef Py_ssize_t progress = 0
+        PyObject_GetBuffer(b, &view, PyBUF_SIMPLE)
+        try:
+            if self._closed:
+                raise ValueError("write to closed file")
+            self._enter()
+            try:
+                if self._bufsize:
+                    return self._write_buffered(<const char *>view.buf, view.len)
+                if not self._fast:
+                    self._sock.sendall(b)
+                elif self._send(<const char *>view.buf, view.len, 0, True, &progress):
+                    raise_errno(EAGAIN)     # what sendall() raises
+                return view.len
+            finally:
+                self._leave()
+        finally:
+            PyBuffer_Release(&view)
+
+    cdef Py_ssize_t _write_buffered(self, const char *data, Py_ssize_t size) except -1:
+        cdef Py_ssize_t bufsize = self._bufsize
+        cdef Py_ssize_t pending, avail, remaining, progress = 0
+        # Data beyond keep bytes is sent rather than buffered.
+        cdef Py_ssize_t keep = bufsize - 1 if _SIO_SEND_FULL_BLOCKS else bufsize
+        if self._start == self._end:
+            self._start = 0
+            self._end = 0
+        if size <= bufsize - self._end and size <= keep:
+            memcpy(self._buf + self._end, data, size)
+            self._end += size
+            return size
+        try:
+            self._flush_unlocked()
+        except BlockingIOError:
+            # Make room by shifting the pending bytes; keep as much as fits.
+            pending = self._end - self._start
+            memmove(self._buf, self._buf + self._start, pending)
+            self._start = 0
+            self._end = pending
+            avail = bufsize - pending
+            if size <= avail:
+                memcpy(self._buf + pending, data, size)
+                self._end += size
+                return size
+            memcpy(self._buf + pending, data, avail)
+            self._end = bufsize
+            raise BlockingIOError(EAGAIN, "write could not complete without "
+                                  "blocking", avail) from None
+        # The buffer is empty: send all but the last partial block directly.
+        if self._send(data, size, keep, False, &progress) and size - progress > bufsize:
+            memcpy(self._buf, data + progress, bufsize)
+            self._end = bufsize
+            raise BlockingIOError(EAGAIN, "write could not complete without "
+                                  "blocking", progress + bufsize)
+        remaining = size - progress
+        memcpy(self._buf, data + progress, remaining)
+        self._start = 0
+        self._end = remaining
+        return size
+
+    def writelines(self, lines):
+        """Write every bytes-like object of the iterable lines."""
+        if self._closed:
+            raise ValueError("I/O operation on closed file.")
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        """Send everything buffered (no-op when unbuffered)."""
+        if not self._bufsize:
+            if self._closed:
+                raise ValueError("I/O operation on closed file.")
+            return
+        if self._closed:
+            raise ValueError("flush of closed file")
+        self._enter()
+        try:
+            self._flush_unlocked()
+        finally:
+            self._leave()
+
+    def close(self):
+        """Flush (when buffered) and close the writer; the socket itself is
+        closed only once it and all its files are closed."""
+        if self._closed:
+            return
+        try:
+            if self._bufsize:
+                self.flush()
+        finally:
+            self._closed = True
+            self._drop_ref()
+
+    @property
+    def mode(self):
+        return "wb"
+
+    def fileno(self):
+        if self._bufsize and self._closed:
+            raise ValueError("I/O operation on closed file.")
+        return self._sock.fileno()
+
+    def isatty(self):
+        if self._closed:
+            raise ValueError("I/O operation on closed file.")
+        return False
+
+    def readable(self):
+        if self._bufsize and self._closed:
+            raise ValueError("I/O operation on closed socket.")
+        return False
+
+    def writable(self):
+        if self._bufsize and self._closed:
+            raise ValueError("I/O operation on closed socket.")
+        return True
+
+    def seekable(self):
+        if self._bufsize and self._closed:
+            raise ValueError("I/O operation on closed socket.")
+        return False
+
+    def read(self, n=-1):
+        raise _sio_unsupported("read")
+
+    def read1(self, n=-1):
+        raise _sio_unsupported("read1")
+
+    def readinto(self, b):
+        raise _sio_unsupported("read")
+
+    def readline(self, limit=-1):
+        raise _sio_unsupported("read")
+
+    def __enter__(self):
+        if self._closed:
+            raise ValueError("I/O operation on closed file.")
+        return self
+
+
+io.BufferedIOBase.register(SocketReader)
+io.BufferedIOBase.register(SocketWriter)

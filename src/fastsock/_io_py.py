@@ -1,0 +1,852 @@
+"""Socket streams, pure-Python twin of the compiled ones in ``fastsock._core``.
+
+``SocketReader`` is what ``StreamRequestHandler.rfile`` is: it gives the same
+results as ``sock.makefile('rb', bufsize)`` (an ``io.BufferedReader`` over
+``socket.SocketIO``, or the bare ``SocketIO`` when *bufsize* is 0) for every
+chunking of the input, with its own buffer over ``sock.recv_into``.
+
+``SocketWriter`` is what ``StreamRequestHandler.wfile`` is: with *bufsize* 0
+the stdlib's ``socketserver._SocketWriter`` (every byte is sent before
+``write()`` returns); otherwise ``sock.makefile('wb', bufsize)`` (writes are
+buffered and sent on overflow, ``flush()`` and ``close()``).
+
+The algorithms (buffer states, when the socket is read or written, what an
+error or a timeout leaves behind) are those of ``_io.BufferedReader`` /
+``_io.BufferedWriter`` and ``socket.SocketIO``; ``_core_io.pxi`` is the
+compiled version of this file, kept in step with it.
+"""
+import errno as _errno
+import io
+import operator as _operator
+import socket as _socket
+import sys as _sys
+from _thread import allocate_lock as _allocate_lock, get_ident as _get_ident
+
+__all__ = ["SocketReader", "SocketWriter"]
+
+_DEFAULT_BUFFER_SIZE = io.DEFAULT_BUFFER_SIZE
+_BLOCKING_ERRNOS = frozenset({_errno.EAGAIN, _errno.EWOULDBLOCK})
+_MSG_PEEK = getattr(_socket, "MSG_PEEK", 2)
+_SOCKET = _socket.socket
+_UnsupportedOperation = io.UnsupportedOperation
+# Since CPython 3.13 (gh-117151) BufferedWriter.write() sends a write of at
+# least the buffer size directly instead of buffering exactly one buffer's
+# worth; the writer follows the running interpreter's makefile().
+_SEND_FULL_BLOCKS = _sys.version_info >= (3, 13)
+
+
+def _size_arg(value):
+    # The conversion of io's "Py_ssize_t(accept={int, NoneType})" arguments.
+    if value is None:
+        return -1
+    try:
+        index = value.__index__
+    except AttributeError:
+        raise TypeError("argument should be integer or None, not '%s'"
+                        % type(value).__name__) from None
+    return index()
+
+
+def _bufsize_arg(bufsize, default):
+    if bufsize is None:
+        return default
+    bufsize = _size_arg(bufsize)
+    return _DEFAULT_BUFFER_SIZE if bufsize < 0 else bufsize
+
+
+def _writable_view(b, name):
+    try:
+        view = memoryview(b)
+    except TypeError:
+        raise TypeError("%s() argument must be read-write bytes-like object, "
+                        "not %s" % (name, type(b).__name__)) from None
+    if view.readonly or not view.c_contiguous:
+        view.release()
+        raise TypeError("%s() argument must be read-write bytes-like object, "
+                        "not %s" % (name, type(b).__name__))
+    if view.format != "B" or view.ndim != 1:
+        cast = view.cast("B")
+        view.release()
+        view = cast
+    return view
+
+
+class _Locked:
+    """Serialise the operations of one stream, like io's buffered objects.
+
+    A second thread waits; a reentrant call from the same thread (a signal
+    handler using the stream it interrupted) raises RuntimeError."""
+
+    __slots__ = ()
+
+    def _enter(self):
+        if not self._lock.acquire(False):
+            if self._owner == _get_ident():
+                raise RuntimeError("reentrant call inside %r" % (self,))
+            self._lock.acquire()
+        self._owner = _get_ident()
+
+    def _leave(self):
+        self._owner = 0
+        self._lock.release()
+
+
+class SocketReader(_Locked):
+    """SocketReader(sock, bufsize=-1)
+
+    Binary read stream over a connected socket: what ``sock.makefile('rb',
+    bufsize)`` returns, with the same results for every chunking of the
+    input.  *bufsize* < 0 means ``io.DEFAULT_BUFFER_SIZE``; 0 means
+    unbuffered: no more is taken from the socket than is returned (readline
+    peeks for the newline), so the socket can be handed on after a read.
+
+    The socket's timeout applies to every read from it; after a timeout the
+    reader refuses to read the socket again (``OSError("cannot read from
+    timed out object")``), like ``socket.SocketIO``.  Like makefile(), the
+    reader holds a reference on the socket (``sock._io_refs``): closing the
+    socket while the reader is open only closes it when the reader closes.
+    """
+
+    __slots__ = ("_sock", "_fast", "_bufsize", "_buf", "_view", "_pos", "_end",
+                 "_closed", "_timed_out", "_ref", "_lock", "_owner", "__weakref__")
+
+    def __init__(self, sock, bufsize=-1):
+        bufsize = _bufsize_arg(bufsize, _DEFAULT_BUFFER_SIZE)
+        self._sock = sock
+        self._fast = type(sock) is _SOCKET
+        self._bufsize = bufsize
+        # Unbuffered readers use the buffer only as scratch space for peeking.
+        self._buf = bytearray(bufsize or _DEFAULT_BUFFER_SIZE)
+        self._view = memoryview(self._buf)
+        self._pos = 0
+        self._end = -1          # -1: the buffer holds nothing valid
+        self._closed = False
+        self._timed_out = False
+        self._lock = _allocate_lock()
+        self._owner = 0
+        self._ref = False
+        if hasattr(sock, "_io_refs"):
+            sock._io_refs += 1
+            self._ref = True
+
+    # -- raw socket reads (socket.SocketIO.readinto) ------------------------
+
+    def _recv_into(self, view, flags=0):
+        """One read from the socket into *view*: the byte count (0 at EOF),
+        or None if a non-blocking socket has nothing."""
+        if self._timed_out:
+            raise OSError("cannot read from timed out object")
+        size = len(view)
+        if not size:
+            return 0
+        sock = self._sock
+        while True:
+            try:
+                if flags:
+                    n = sock.recv_into(view, size, flags)
+                else:
+                    n = sock.recv_into(view)
+            except TimeoutError:
+                self._timed_out = True
+                raise
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                if exc.errno in _BLOCKING_ERRNOS:
+                    return None
+                raise
+            break
+        if not 0 <= n <= size:
+            raise OSError("raw readinto() returned invalid length %d "
+                          "(should have been between 0 and %d)" % (n, size))
+        return n
+
+    def _raw_readall(self):
+        """RawIOBase.readall(): read until EOF; None if nothing could be
+        read without blocking."""
+        chunks = []
+        view = self._view
+        while True:
+            n = self._recv_into(view)
+            if n is None:
+                if not chunks:
+                    return None
+                break
+            if not n:
+                break
+            chunks.append(self._buf[:n])
+        return b"".join(chunks)
+
+    def _fill(self):
+        """Read once into the free end of the buffer (all of it when it holds
+        nothing valid); the byte count, 0 at EOF, None if it would block."""
+        start = self._end if self._end >= 0 else 0
+        n = self._recv_into(self._view[start:self._bufsize])
+        if n:
+            self._end = start + n
+        return n
+
+    def _readahead(self):
+        return self._end - self._pos if self._end >= 0 else 0
+
+    def _take(self, n):
+        pos = self._pos
+        self._pos = pos + n
+        return bytes(self._view[pos:pos + n])
+
+    def _check_closed(self, message):
+        if self._closed:
+            raise ValueError(message if self._bufsize
+                             else "I/O operation on closed file.")
+
+    # -- reading -------------------------------------------------------------
+
+    def read(self, n=-1):
+        """Read up to n bytes (all until EOF when n is -1 or None); fewer only
+        at EOF, or when a non-blocking socket has no more (None if none)."""
+        n = _size_arg(n)
+        if self._bufsize and n < -1:
+            raise ValueError("read length must be non-negative or -1")
+        self._check_closed("read of closed file")
+        self._enter()
+        try:
+            if not self._bufsize:
+                if n < 0:
+                    return self._raw_readall()
+                buf = bytearray(n)
+                got = self._recv_into(memoryview(buf))
+                if got is None:
+                    return None
+                del buf[got:]
+                return bytes(buf)
+            if n == -1:
+                return self._read_all()
+            if n <= self._readahead():
+                return self._take(n)
+            return self._read_generic(n)
+        finally:
+            self._leave()
+
+    def _read_all(self):
+        have = self._readahead()
+        data = self._take(have) if have else None
+        self._end = -1
+        rest = self._raw_readall()
+        if data is None:
+            return rest
+        if rest is not None:
+            data += rest
+        return data
+
+    def _read_generic(self, n):
+        have = self._readahead()
+        out = bytearray(n)
+        view = memoryview(out)
+        written = 0
+        if have:
+            view[:have] = self._view[self._pos:self._end]
+            self._pos += have
+            written = have
+        remaining = n - written
+        bufsize = self._bufsize
+        self._end = -1
+        # Whole blocks go straight into the result, the last partial block
+        # through the buffer.
+        while remaining > 0:
+            chunk = bufsize * (remaining // bufsize)
+            if not chunk:
+                break
+            got = self._recv_into(view[written:written + chunk])
+            if not got:
+                if got == 0 or written:
+                    return bytes(view[:written])
+                return None
+            remaining -= got
+            written += got
+        self._pos = 0
+        self._end = 0
+        while remaining > 0 and self._end < bufsize:
+            got = self._fill()
+            if not got:
+                if got == 0 or written:
+                    return bytes(view[:written])
+                return None
+            if got > remaining:
+                got = remaining
+            view[written:written + got] = self._view[self._pos:self._pos + got]
+            written += got
+            self._pos += got
+            remaining -= got
+        return bytes(out)
+
+    def read1(self, n=-1):
+        """Read up to n bytes with at most one read from the socket: the
+        buffered bytes if there are any, else what one read returns."""
+        n = _operator.index(n)
+        if n < 0:
+            n = self._bufsize or _DEFAULT_BUFFER_SIZE
+        self._check_closed("read of closed file")
+        if n == 0:
+            return b""
+        self._enter()
+        try:
+            have = self._readahead()
+            if have > 0:
+                return self._take(min(have, n))
+            self._end = -1
+            buf = bytearray(n)
+            got = self._recv_into(memoryview(buf))
+            if not got:
+                return b""
+            del buf[got:]
+            return bytes(buf)
+        finally:
+            self._leave()
+
+    def readinto(self, b):
+        """Read into the writable buffer b until it is full (or EOF, or a
+        non-blocking socket has no more); the byte count, None if none."""
+        return self._readinto(b, False, "readinto")
+
+    def readinto1(self, b):
+        """Read into b with at most one read from the socket; the byte
+        count, None if a non-blocking socket has nothing."""
+        return self._readinto(b, True, "readinto1")
+
+    def _readinto(self, b, one, name):
+        view = _writable_view(b, name)
+        with view:
+            self._check_closed("readinto of closed file")
+            self._enter()
+            try:
+                if not self._bufsize:
+                    return self._recv_into(view)
+                return self._readinto_buffered(view, one)
+            finally:
+                self._leave()
+
+    def _readinto_buffered(self, view, one):
+        size = len(view)
+        have = self._readahead()
+        written = 0
+        if have > 0:
+            if have >= size:
+                view[:] = self._view[self._pos:self._pos + size]
+                self._pos += size
+                return size
+            view[:have] = self._view[self._pos:self._end]
+            self._pos += have
+            written = have
+        bufsize = self._bufsize
+        self._end = -1
+        self._pos = 0
+        remaining = size - written
+        while remaining > 0:
+            if remaining > bufsize:
+                got = self._recv_into(view[written:])
+            elif not (one and written):
+                got = self._fill()
+                if got:
+                    if got > remaining:
+                        got = remaining
+                    view[written:written + got] = self._view[self._pos:self._pos + got]
+                    self._pos += got
+                    written += got
+                    remaining -= got
+                    continue
+            else:
+                got = 0
+            if got == 0 or (got is None and written):
+                break
+            if got is None:
+                return None
+            written += got
+            remaining -= got
+            if one:
+                break
+        return written
+
+    def peek(self, n=0):
+        """Return buffered bytes without consuming them, reading the socket
+        once if nothing is buffered (unbuffered: one MSG_PEEK read of up to
+        n bytes, or io.DEFAULT_BUFFER_SIZE when n <= 0)."""
+        n = _operator.index(n)
+        self._check_closed("peek of closed file")
+        self._enter()
+        try:
+            if not self._bufsize:
+                size = n if n > 0 else _DEFAULT_BUFFER_SIZE
+                buf = bytearray(size)
+                got = self._recv_into(memoryview(buf), _MSG_PEEK)
+                if not got:
+                    return b""
+                del buf[got:]
+                return bytes(buf)
+            have = self._readahead()
+            if have > 0:
+                return bytes(self._view[self._pos:self._end])
+            self._end = -1
+            got = self._fill() or 0
+            self._pos = 0
+            return bytes(self._view[:got])
+        finally:
+            self._leave()
+
+    def readline(self, limit=-1):
+        """Read up to and including the next b'\\n', at most limit bytes when
+        limit >= 0; what remains at EOF (b'' at EOF)."""
+        limit = _size_arg(limit)
+        self._check_closed("readline of closed file")
+        self._enter()
+        try:
+            if not self._bufsize:
+                return self._readline_unbuffered(limit)
+            return self._readline(limit)
+        finally:
+            self._leave()
+
+    def _readline(self, limit):
+        buf = self._buf
+        pos = self._pos
+        n = self._readahead()
+        if 0 <= limit < n:
+            n = limit
+        i = buf.find(b"\n", pos, pos + n)
+        if i >= 0:
+            return self._take(i + 1 - pos)
+        if n == limit:
+            return self._take(n)
+        chunks = []
+        if n > 0:
+            chunks.append(self._take(n))
+            if limit >= 0:
+                limit -= n
+        while True:
+            self._end = -1
+            n = self._fill()
+            if not n:
+                break
+            if 0 <= limit < n:
+                n = limit
+            i = buf.find(b"\n", 0, n)
+            if i >= 0:
+                self._pos = 0
+                chunks.append(self._take(i + 1))
+                break
+            self._pos = 0
+            chunks.append(self._take(n))
+            if n == limit:
+                break
+            if limit >= 0:
+                limit -= n
+            self._end = -1
+        return b"".join(chunks)
+
+    def _readline_unbuffered(self, limit):
+        # Never consume past the newline: peek to find it, then take exactly
+        # the bytes up to it.  Sockets that cannot peek are read one byte at
+        # a time, as io.IOBase.readline() reads a raw SocketIO.
+        line = bytearray()
+        view = self._view
+        cap = len(view)
+        while limit < 0 or len(line) < limit:
+            want = cap if limit < 0 else min(cap, limit - len(line))
+            if self._fast:
+                got = self._recv_into(view[:want], _MSG_PEEK)
+                if got:
+                    i = self._buf.find(b"\n", 0, got)
+                    want = got if i < 0 else i + 1
+                    got = self._recv_into(view[:want])
+            else:
+                want = 1
+                got = self._recv_into(view[:1])
+            if got is None:
+                raise OSError("read() should have returned a bytes object, "
+                              "not 'NoneType'")
+            if not got:
+                break
+            line += view[:got]
+            if self._buf[got - 1] == 10 and got == want:
+                break
+        return bytes(line)
+
+    def readlines(self, hint=-1):
+        """Read lines until EOF, or until their total length exceeds hint
+        when hint > 0."""
+        hint = _size_arg(hint)
+        if hint <= 0:
+            return list(self)
+        lines = []
+        length = 0
+        for line in self:
+            lines.append(line)
+            if len(line) > hint - length:
+                break
+            length += len(line)
+        return lines
+
+    def __iter__(self):
+        self._check_closed("I/O operation on closed file.")
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    # -- the rest of the file interface -------------------------------------
+
+    def close(self):
+        """Close the reader (not the socket itself: it closes once the
+        socket and all its files are closed, as with makefile())."""
+        if self._closed:
+            return
+        self._enter()
+        try:
+            if self._closed:
+                return
+            self._closed = True
+            self._pos = 0
+            self._end = -1
+        finally:
+            self._leave()
+        if self._ref:
+            self._ref = False
+            self._sock._decref_socketios()
+
+    def __del__(self):
+        try:
+            if not self._closed:
+                self.close()
+        except Exception:
+            pass
+
+    @property
+    def closed(self):
+        return self._closed
+
+    @property
+    def mode(self):
+        return "rb"
+
+    @property
+    def name(self):
+        return -1 if self._closed else self._sock.fileno()
+
+    def fileno(self):
+        self._check_closed("I/O operation on closed file.")
+        return self._sock.fileno()
+
+    def isatty(self):
+        self._check_closed("I/O operation on closed file.")
+        return False
+
+    def readable(self):
+        if self._closed:
+            raise ValueError("I/O operation on closed socket.")
+        return True
+
+    def writable(self):
+        if self._closed:
+            raise ValueError("I/O operation on closed socket.")
+        return False
+
+    def seekable(self):
+        if self._closed:
+            raise ValueError("I/O operation on closed socket.")
+        return False
+
+    def flush(self):
+        self._check_closed("I/O operation on closed file.")
+
+    def seek(self, pos, whence=0):
+        raise _UnsupportedOperation("seek")
+
+    def tell(self):
+        raise _UnsupportedOperation("seek")
+
+    def truncate(self, pos=None):
+        raise _UnsupportedOperation("truncate")
+
+    def write(self, b):
+        raise _UnsupportedOperation("write")
+
+    def writelines(self, lines):
+        raise _UnsupportedOperation("write")
+
+    def detach(self):
+        raise _UnsupportedOperation("detach")
+
+    def __enter__(self):
+        self._check_closed("I/O operation on closed file.")
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __repr__(self):
+        return "<%s.%s name=%r>" % (type(self).__module__,
+                                    type(self).__qualname__, self.name)
+
+    def __reduce__(self):
+        raise TypeError("cannot pickle '%s' object" % type(self).__name__)
+
+
+class SocketWriter(_Locked):
+    """SocketWriter(sock, bufsize=0)
+
+    Binary write stream over a connected socket.  With *bufsize* 0 (the
+    default) it is the stdlib's ``socketserver._SocketWriter``: ``write()``
+    sends every byte before it returns, and ``close()`` leaves the socket
+    alone.  Otherwise it is ``sock.makefile('wb', bufsize)`` (< 0:
+    ``io.DEFAULT_BUFFER_SIZE``): writes are buffered, sent when the buffer
+    would overflow, on ``flush()`` and on ``close()``, and the writer holds
+    a reference on the socket (``sock._io_refs``) like makefile().
+    """
+
+    __slots__ = ("_sock", "_fast", "_bufsize", "_buf", "_start", "_end",
+                 "_closed", "_ref", "_lock", "_owner", "__weakref__")
+
+    def __init__(self, sock, bufsize=0):
+        bufsize = _bufsize_arg(bufsize, _DEFAULT_BUFFER_SIZE)
+        self._sock = sock
+        self._fast = type(sock) is _SOCKET
+        self._bufsize = bufsize
+        self._buf = bytearray(bufsize) if bufsize else None
+        self._start = 0         # pending bytes are _buf[_start:_end]
+        self._end = 0
+        self._closed = False
+        self._lock = _allocate_lock()
+        self._owner = 0
+        self._ref = False
+        if bufsize and hasattr(sock, "_io_refs"):
+            sock._io_refs += 1
+            self._ref = True
+
+    # -- raw socket writes ---------------------------------------------------
+
+    def _send(self, view):
+        """One send (socket.SocketIO.write): the byte count, or None if a
+        non-blocking socket cannot take any."""
+        while True:
+            try:
+                n = self._sock.send(view)
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                if exc.errno in _BLOCKING_ERRNOS:
+                    return None
+                raise
+            break
+        if not 0 <= n <= len(view):
+            raise OSError("raw write() returned invalid length %d "
+                          "(should have been between 0 and %d)" % (n, len(view)))
+        return n
+
+    def _flush_unlocked(self):
+        view = memoryview(self._buf)
+        while self._start < self._end:
+            n = self._send(view[self._start:self._end])
+            if n is None:
+                raise BlockingIOError(_errno.EAGAIN, "write could not complete "
+                                      "without blocking", 0)
+            self._start += n
+        self._start = self._end = 0
+
+    # -- writing -------------------------------------------------------------
+
+    def write(self, b):
+        """Write the bytes-like b and return its length in bytes.
+        Unbuffered: all of it is sent before this returns."""
+        with memoryview(b) as view:
+            if not view.c_contiguous:
+                raise BufferError("memoryview: underlying buffer is not "
+                                  "C-contiguous")
+            if self._closed:
+                raise ValueError("write to closed file")
+            if not self._bufsize:
+                self._enter()
+                try:
+                    self._sock.sendall(b)
+                finally:
+                    self._leave()
+                return view.nbytes
+            if view.format != "B" or view.ndim != 1:
+                view = view.cast("B")
+            self._enter()
+            try:
+                return self._write_buffered(view)
+            finally:
+                self._leave()
+
+    def _write_buffered(self, data):
+        size = len(data)
+        bufsize = self._bufsize
+        buf = self._buf
+        # Data beyond keep bytes is sent rather than buffered.
+        keep = bufsize - 1 if _SEND_FULL_BLOCKS else bufsize
+        if self._start == self._end:
+            self._start = self._end = 0
+        if size <= bufsize - self._end and size <= keep:
+            buf[self._end:self._end + size] = data
+            self._end += size
+            return size
+        try:
+            self._flush_unlocked()
+        except BlockingIOError:
+            # Make room by shifting the pending bytes, keep as much as fits.
+            pending = self._end - self._start
+            buf[:pending] = buf[self._start:self._end]
+            self._start = 0
+            self._end = pending
+            avail = bufsize - pending
+            if size <= avail:
+                buf[pending:pending + size] = data
+                self._end += size
+                return size
+            buf[pending:bufsize] = data[:avail]
+            self._end = bufsize
+            raise BlockingIOError(_errno.EAGAIN, "write could not complete "
+                                  "without blocking", avail) from None
+        # The buffer is empty: send all but the last partial block directly.
+        written = 0
+        remaining = size
+        while remaining > keep:
+            n = self._send(data[written:])
+            if n is None:
+                if remaining <= bufsize:
+                    break
+                buf[:] = data[written:written + bufsize]
+                self._end = bufsize
+                written += bufsize
+                raise BlockingIOError(_errno.EAGAIN, "write could not complete "
+                                      "without blocking", written)
+            written += n
+            remaining -= n
+        buf[:remaining] = data[written:]
+        self._start = 0
+        self._end = remaining
+        return size
+
+    def writelines(self, lines):
+        """Write every bytes-like object of the iterable lines."""
+        if self._closed:
+            raise ValueError("I/O operation on closed file.")
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        """Send everything buffered (no-op when unbuffered)."""
+        if not self._bufsize:
+            if self._closed:
+                raise ValueError("I/O operation on closed file.")
+            return
+        if self._closed:
+            raise ValueError("flush of closed file")
+        self._enter()
+        try:
+            self._flush_unlocked()
+        finally:
+            self._leave()
+
+    def close(self):
+        """Flush (when buffered) and close the writer; the socket itself is
+        closed only once it and all its files are closed."""
+        if self._closed:
+            return
+        try:
+            if self._bufsize:
+                self.flush()
+        finally:
+            self._closed = True
+            if self._ref:
+                self._ref = False
+                self._sock._decref_socketios()
+
+    def __del__(self):
+        try:
+            if not self._closed:
+                self.close()
+        except Exception:
+            pass
+
+    @property
+    def closed(self):
+        return self._closed
+
+    @property
+    def mode(self):
+        return "wb"
+
+    @property
+    def name(self):
+        return -1 if self._closed else self._sock.fileno()
+
+    def fileno(self):
+        if self._bufsize and self._closed:
+            raise ValueError("I/O operation on closed file.")
+        return self._sock.fileno()
+
+    def isatty(self):
+        if self._closed:
+            raise ValueError("I/O operation on closed file.")
+        return False
+
+    def readable(self):
+        if self._bufsize and self._closed:
+            raise ValueError("I/O operation on closed socket.")
+        return False
+
+    def writable(self):
+        if self._bufsize and self._closed:
+            raise ValueError("I/O operation on closed socket.")
+        return True
+
+    def seekable(self):
+        if self._bufsize and self._closed:
+            raise ValueError("I/O operation on closed socket.")
+        return False
+
+    def read(self, n=-1):
+        raise _UnsupportedOperation("read")
+
+    def read1(self, n=-1):
+        raise _UnsupportedOperation("read1")
+
+    def readinto(self, b):
+        raise _UnsupportedOperation("read")
+
+    def readline(self, limit=-1):
+        raise _UnsupportedOperation("read")
+
+    def seek(self, pos, whence=0):
+        raise _UnsupportedOperation("seek")
+
+    def tell(self):
+        raise _UnsupportedOperation("seek")
+
+    def truncate(self, pos=None):
+        raise _UnsupportedOperation("truncate")
+
+    def detach(self):
+        raise _UnsupportedOperation("detach")
+
+    def __enter__(self):
+        if self._closed:
+            raise ValueError("I/O operation on closed file.")
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __repr__(self):
+        return "<%s.%s name=%r>" % (type(self).__module__,
+                                    type(self).__qualname__, self.name)
+
+    def __reduce__(self):
+        raise TypeError("cannot pickle '%s' object" % type(self).__name__)
+
+
+io.BufferedIOBase.register(SocketReader)
+io.BufferedIOBase.register(SocketWriter)
