@@ -106,3 +106,39 @@ def test_twins_have_the_same_api():
         else:
             assert signature(c_obj) == signature(p_obj), name
         assert (c_obj.__doc__ or "").strip() and (p_obj.__doc__ or "").strip(), name
+
+
+def stub_names(path):
+    import ast
+    with open(path) as stub:
+        tree = ast.parse(stub.read())
+    names = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            methods = set()
+            for base in node.bases:  # the shared _Stream base
+                if isinstance(base, ast.Name) and base.id == "_Stream":
+                    methods |= names.get("_Stream", set())
+            methods |= {n.name for n in node.body if isinstance(n, ast.FunctionDef)
+                        and not n.name.startswith("_")}
+            names[node.name] = methods
+        elif isinstance(node, ast.ClassDef):
+            names[node.name] = {n.name for n in node.body if isinstance(n, ast.FunctionDef)
+                                and not n.name.startswith("_")}
+        elif isinstance(node, ast.FunctionDef):
+            names[node.name] = None
+        elif isinstance(node, ast.AnnAssign):
+            names[node.target.id] = None
+    names.pop("_Stream", None)
+    return names
+
+
+@pytest.mark.parametrize("stub", ["_core.pyi", "_core_py.pyi"])
+def test_stub_covers_both_twins(core, stub):
+    path = os.path.join(os.path.dirname(fastsock.__file__), stub)
+    names = stub_names(path)
+    assert set(names) == set(core.__all__)
+    for name, methods in names.items():
+        if methods is not None:
+            assert methods == public(getattr(core, name)), name
+    assert os.path.exists(os.path.join(os.path.dirname(fastsock.__file__), "py.typed"))

@@ -21,3 +21,11 @@ cdef int raise_errno(int err) except -1:
 cdef int raise_timeout() except -1:
     # The same exception and text a timed-out socket operation raises.
     raise TimeoutError("timed out")
+
+
+cdef inline bint would_block(int e) noexcept nogil:
+    # Two tests, not "e == EAGAIN or e == EWOULDBLOCK": Cython would make a
+    # switch of it, with a duplicate case where the two are equal.
+    if e == EAGAIN:
+        return True
+    return e == EWOULDBLOCK

@@ -246,7 +246,21 @@ def recvfrom(sock, Py_ssize_t bufsize):
         heapbuf = bytearray(bufsize)
         p = heapbuf  # not resized while we hold it
     fd = sock.fileno()
-    while True:
+    # The serve loop calls this once poll() saw a datagram: take it without
+    # letting go of the GIL; release the GIL only if it would block.
+    addrlen = sizeof(storage)
+    memset(&storage, 0, sizeof(storage))
+    n = c_recvfrom(fd, p, <size_t>bufsize, MSG_DONTWAIT, <sockaddr *>&storage, &addrlen)
+    if n < 0:
+        err = errno
+        if would_block(err):
+            if timeout is not None:     # a non-blocking socket: what recvfrom() raises
+                raise_errno(err)
+        elif err == EINTR:
+            check_signals()
+        else:
+            raise_errno(err)
+    while n < 0:
         addrlen = sizeof(storage)
         memset(&storage, 0, sizeof(storage))
         with nogil:
