@@ -18,7 +18,7 @@
 
 from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release,
                              PyBUF_SIMPLE, PyBUF_WRITABLE, PyBUF_READ, PyBUF_WRITE)
-from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.number cimport PyNumber_AsSsize_t
 from cpython.object cimport PyObject
@@ -39,6 +39,9 @@ cdef extern from "Python.h":
         PY_SSIZE_T_MAX
 
 cdef Py_ssize_t _SIO_DEFAULT = io.DEFAULT_BUFFER_SIZE
+# Most bytes an unbuffered writer holds back while coalescing.
+cdef Py_ssize_t _PEND_MAX = 65536
+from fastsock._flusher import register as _sio_flusher_register
 cdef object _sio_socket_type = _socket_module.socket
 cdef object _sio_unsupported = io.UnsupportedOperation
 cdef frozenset _sio_blocking_errnos = frozenset([EAGAIN, EWOULDBLOCK])
@@ -327,6 +330,8 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
     """
 
     cdef char *_buf
+    cdef object _writer        # the SocketWriter coalescing with us, or None
+    cdef bint _peer_pending    # _writer holds back bytes: send them before recv
     cdef Py_ssize_t _bufsize   # 0: unbuffered
     cdef Py_ssize_t _cap       # allocated size of _buf (scratch when unbuffered)
     cdef Py_ssize_t _pos       # next byte to return
@@ -364,6 +369,10 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
             raise OSError("cannot read from timed out object")
         if n <= 0:
             return 0
+        if self._peer_pending:
+            # The handler has used up its input: what its wfile held back
+            # goes out before we wait for more.
+            self._writer._flush_pending()
         if not self._fast:
             return self._recv_slow(dst, n, flags)
         mode = _SIO_NONBLOCK if nowait else _sio_mode(self._sock.gettimeout(), &deadline)
@@ -904,7 +913,7 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
 
 cdef class SocketWriter(_SocketStream):
     # The first docstring lines give inspect.signature() the class signature.
-    """SocketWriter(sock, bufsize=0)
+    """SocketWriter(sock, bufsize=0, reader=None)
 --
 
 Binary write stream over a connected socket.  With *bufsize* 0 (the
@@ -914,6 +923,15 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
     ``io.DEFAULT_BUFFER_SIZE``): writes are buffered, sent when the buffer
     would overflow, on ``flush()`` and on ``close()``, and the writer holds
     a reference on the socket (``sock._io_refs``) like makefile().
+
+    *reader*, the ``SocketReader`` of the same plain ``socket.socket``, lets
+    an unbuffered writer coalesce: while the reader still holds unread input
+    (pipelined requests), a write is held back and sent together with the
+    next ones -- when the reader next needs the socket, on ``flush()`` or
+    ``close()``, on a write made with no input left, past 64 KiB, or after
+    1 ms if the handler pauses (``fastsock._flusher``).  ``write()`` still
+    returns the full length; a correct program sees the same bytes, in the
+    same order, with fewer send() calls.
     """
 
     cdef char *_buf
@@ -921,7 +939,11 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
     cdef Py_ssize_t _start     # pending bytes are _buf[_start:_end]
     cdef Py_ssize_t _end
 
-    def __cinit__(self, sock, bufsize=0):
+    cdef object _reader        # SocketReader we coalesce with (unbuffered), or None
+    cdef Py_ssize_t _pcap      # capacity of _buf while coalescing
+    cdef double _psince        # when the held-back bytes started waiting
+
+    def __cinit__(self, sock, bufsize=0, reader=None):
         self._bufsize = _sio_bufsize_arg(bufsize)
         if self._bufsize:
             self._buf = <char *>PyMem_Malloc(self._bufsize)
@@ -931,6 +953,11 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
         self._fast = type(sock) is _sio_socket_type
         if self._bufsize:
             self._take_ref()
+        elif (reader is not None and self._fast and type(reader) is SocketReader
+                and (<SocketReader>reader)._sock is sock
+                and (<SocketReader>reader)._writer is None):
+            self._reader = reader
+            (<SocketReader>reader)._writer = self
         self._ok = True
 
     def __dealloc__(self):
@@ -1046,6 +1073,9 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
             try:
                 if self._bufsize:
                     return self._write_buffered(<const char *>view.buf, view.len)
+                if self._reader is not None:
+                    self._write_coalesced(<const char *>view.buf, view.len)
+                    return view.len
                 if not self._fast:
                     self._sock.sendall(b)
                 elif self._send(<const char *>view.buf, view.len, 0, True, &progress):
@@ -1055,6 +1085,96 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
                 self._leave()
         finally:
             PyBuffer_Release(&view)
+
+    # -- write coalescing (unbuffered, linked to the handler's rfile) --------
+    #
+    # A write is held back only while the reader still has unread input: the
+    # handler is working through pipelined requests and will reply to the
+    # next one at once.  Held-back bytes go out, in one send, when the reader
+    # next needs the socket, on flush()/close(), when _PEND_MAX would be
+    # exceeded, on the next write made with no input left, or after
+    # fastsock._flusher.DELAY if the handler pauses.
+
+    cdef int _write_coalesced(self, const char *data, Py_ssize_t n) except -1:
+        cdef SocketReader reader = <SocketReader>self._reader
+        cdef Py_ssize_t held = self._end - self._start, progress = 0
+        if held + n <= _PEND_MAX and reader._readahead() > 0 and not reader._closed:
+            self._hold(data, n)
+            return 0
+        if held and held + n <= _PEND_MAX:
+            self._hold(data, n)     # one send for both
+            return self._send_held()
+        if held:
+            self._send_held()
+        if self._send(data, n, 0, True, &progress):
+            raise_errno(EAGAIN)     # what sendall() raises
+        return 0
+
+    cdef int _hold(self, const char *data, Py_ssize_t n) except -1:
+        cdef char *grown
+        cdef Py_ssize_t cap
+        if self._start == self._end:
+            self._start = self._end = 0
+            self._psince = fs_monotonic()
+            (<SocketReader>self._reader)._peer_pending = True
+            _sio_flusher_register(self)
+        if self._end + n > self._pcap:
+            cap = max(self._end + n, 2 * self._pcap, 4096)
+            grown = <char *>PyMem_Realloc(self._buf, cap)
+            if grown == NULL:
+                raise MemoryError()
+            self._buf = grown
+            self._pcap = cap
+        memcpy(self._buf + self._end, data, n)
+        self._end += n
+        return 0
+
+    cdef int _send_held(self) except -1:
+        # Blocking (per the socket's timeout) until all of it is sent.
+        if self._end > self._start:
+            if self._send(self._buf, self._end, 0, True, &self._start):
+                raise_errno(EAGAIN)
+        self._start = self._end = 0
+        if self._reader is not None:
+            (<SocketReader>self._reader)._peer_pending = False
+        return 0
+
+    def _flush_pending(self):
+        """Send what is held back (the reader calls this before it waits)."""
+        self._enter()
+        try:
+            self._send_held()
+        finally:
+            self._leave()
+
+    def _flush_stale(self, double cutoff):
+        """For the flusher thread: send held-back bytes waiting since before
+        *cutoff*, without blocking and without waiting for the writer's lock.
+        True when nothing is held back any more."""
+        cdef Py_ssize_t r
+        cdef int err = 0
+        if self._end <= self._start:
+            return True
+        if self._psince > cutoff:
+            return False
+        if not PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
+            return False    # the handler is writing: it sends them itself
+        try:
+            fd = self._sock.fileno()
+            while self._end > self._start:
+                r = _sio_try(fd, self._buf + self._start,
+                             <size_t>(self._end - self._start), 0, True, &err)
+                if r < 0:
+                    # Would block, or failed: the handler's next read, write
+                    # or flush sends them (and reports any error).
+                    return False
+                self._start += r
+            self._start = self._end = 0
+            if self._reader is not None:
+                (<SocketReader>self._reader)._peer_pending = False
+            return True
+        finally:
+            PyThread_release_lock(self._lock)
 
     cdef Py_ssize_t _write_buffered(self, const char *data, Py_ssize_t size) except -1:
         cdef Py_ssize_t bufsize = self._bufsize
@@ -1105,10 +1225,12 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
             self.write(line)
 
     def flush(self):
-        """Send everything buffered (no-op when unbuffered)."""
+        """Send everything buffered (when unbuffered: anything held back)."""
         if not self._bufsize:
             if self._closed:
                 raise ValueError("I/O operation on closed file.")
+            if self._end > self._start:
+                self._flush_pending()
             return
         if self._closed:
             raise ValueError("flush of closed file")
@@ -1126,9 +1248,21 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
         try:
             if self._bufsize:
                 self.flush()
+            elif self._end > self._start:
+                try:
+                    self._flush_pending()
+                except OSError:
+                    # Like the stdlib writer's close(), this never raises for
+                    # a broken connection; finish() has flushed already.
+                    pass
         finally:
             self._closed = True
             self._drop_ref()
+            if self._reader is not None:
+                (<SocketReader>self._reader)._writer = None
+                (<SocketReader>self._reader)._peer_pending = False
+                self._reader = None
+            self._start = self._end = 0
 
     @property
     def mode(self):

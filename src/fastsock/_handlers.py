@@ -70,7 +70,10 @@ class StreamRequestHandler(BaseRequestHandler):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
         core = self._core
         self.rfile = core.SocketReader(self.connection, self.rbufsize)
-        self.wfile = core.SocketWriter(self.connection, self.wbufsize)
+        # Given the rfile, an unbuffered wfile coalesces the replies to
+        # pipelined requests (see SocketWriter; nothing is held back once
+        # the handler runs out of input or pauses).
+        self.wfile = core.SocketWriter(self.connection, self.wbufsize, self.rfile)
 
     def finish(self):
         if not self.wfile.closed:

@@ -28,6 +28,13 @@ _DEFAULT_BUFFER_SIZE = io.DEFAULT_BUFFER_SIZE
 _BLOCKING_ERRNOS = frozenset({_errno.EAGAIN, _errno.EWOULDBLOCK})
 _MSG_PEEK = getattr(_socket, "MSG_PEEK", 2)
 _SOCKET = _socket.socket
+_MSG_DONTWAIT = getattr(_socket, "MSG_DONTWAIT", 0)
+# Most bytes an unbuffered writer holds back while coalescing.
+_PEND_MAX = 65536
+
+from time import monotonic as _monotonic
+
+from ._flusher import register as _flusher_register
 _UnsupportedOperation = io.UnsupportedOperation
 # Since CPython 3.13 (gh-117151) BufferedWriter.write() sends a write of at
 # least the buffer size directly instead of buffering exactly one buffer's
@@ -108,7 +115,8 @@ class SocketReader(_Locked):
     """
 
     __slots__ = ("_sock", "_fast", "_bufsize", "_buf", "_view", "_pos", "_end",
-                 "_closed", "_timed_out", "_ref", "_lock", "_owner", "__weakref__")
+                 "_closed", "_timed_out", "_ref", "_lock", "_owner", "_writer",
+                 "_peer_pending", "__weakref__")
 
     def __init__(self, sock, bufsize=-1):
         bufsize = _bufsize_arg(bufsize, _DEFAULT_BUFFER_SIZE)
@@ -125,6 +133,8 @@ class SocketReader(_Locked):
         self._lock = _allocate_lock()
         self._owner = 0
         self._ref = False
+        self._writer = None         # the SocketWriter coalescing with us
+        self._peer_pending = False  # it holds back bytes: send them before recv
         if hasattr(sock, "_io_refs"):
             sock._io_refs += 1
             self._ref = True
@@ -139,6 +149,10 @@ class SocketReader(_Locked):
         size = len(view)
         if not size:
             return 0
+        if self._peer_pending:
+            # The handler has used up its input: what its wfile held back
+            # goes out before we wait for more.
+            self._writer._flush_pending()
         sock = self._sock
         while True:
             try:
@@ -594,7 +608,7 @@ class SocketReader(_Locked):
 
 
 class SocketWriter(_Locked):
-    """SocketWriter(sock, bufsize=0)
+    """SocketWriter(sock, bufsize=0, reader=None)
 
     Binary write stream over a connected socket.  With *bufsize* 0 (the
     default) it is the stdlib's ``socketserver._SocketWriter``: ``write()``
@@ -603,13 +617,25 @@ class SocketWriter(_Locked):
     ``io.DEFAULT_BUFFER_SIZE``): writes are buffered, sent when the buffer
     would overflow, on ``flush()`` and on ``close()``, and the writer holds
     a reference on the socket (``sock._io_refs``) like makefile().
+
+    *reader*, the ``SocketReader`` of the same plain ``socket.socket``, lets
+    an unbuffered writer coalesce: while the reader still holds unread input
+    (pipelined requests), a write is held back and sent together with the
+    next ones -- when the reader next needs the socket, on ``flush()`` or
+    ``close()``, on a write made with no input left, past 64 KiB, or after
+    1 ms if the handler pauses (``fastsock._flusher``).  ``write()`` still
+    returns the full length; a correct program sees the same bytes, in the
+    same order, with fewer send() calls.
     """
 
     __slots__ = ("_sock", "_fast", "_bufsize", "_buf", "_start", "_end",
-                 "_closed", "_ref", "_lock", "_owner", "__weakref__")
+                 "_closed", "_ref", "_lock", "_owner", "_reader", "_psince",
+                 "__weakref__")
 
-    def __init__(self, sock, bufsize=0):
+    def __init__(self, sock, bufsize=0, reader=None):
         bufsize = _bufsize_arg(bufsize, _DEFAULT_BUFFER_SIZE)
+        self._reader = None
+        self._psince = 0.0
         self._sock = sock
         self._fast = type(sock) is _SOCKET
         self._bufsize = bufsize
@@ -623,6 +649,12 @@ class SocketWriter(_Locked):
         if bufsize and hasattr(sock, "_io_refs"):
             sock._io_refs += 1
             self._ref = True
+        elif (not bufsize and reader is not None and self._fast
+                and type(reader) is SocketReader and reader._sock is sock
+                and reader._writer is None):
+            self._reader = reader
+            reader._writer = self
+            self._buf = bytearray()     # held-back bytes are _buf[_start:]
 
     # -- raw socket writes ---------------------------------------------------
 
@@ -668,7 +700,10 @@ class SocketWriter(_Locked):
             if not self._bufsize:
                 self._enter()
                 try:
-                    self._sock.sendall(b)
+                    if self._reader is not None:
+                        self._write_coalesced(view)
+                    else:
+                        self._sock.sendall(b)
                 finally:
                     self._leave()
                 return view.nbytes
@@ -679,6 +714,92 @@ class SocketWriter(_Locked):
                 return self._write_buffered(view)
             finally:
                 self._leave()
+
+    # -- write coalescing (unbuffered, linked to the handler's rfile) --------
+    #
+    # A write is held back only while the reader still has unread input: the
+    # handler is working through pipelined requests and will reply to the
+    # next one at once.  Held-back bytes go out, in one send, when the reader
+    # next needs the socket, on flush()/close(), when _PEND_MAX would be
+    # exceeded, on the next write made with no input left, or after
+    # fastsock._flusher.DELAY if the handler pauses.
+
+    def _write_coalesced(self, view):
+        reader = self._reader
+        held = len(self._buf) - self._start
+        n = view.nbytes
+        if held + n <= _PEND_MAX and reader._readahead() > 0 and not reader._closed:
+            self._hold(view)
+            return
+        if held and held + n <= _PEND_MAX:
+            self._hold(view)        # one send for both
+            self._send_held()
+            return
+        if held:
+            self._send_held()
+        self._sock.sendall(view)
+
+    def _hold(self, view):
+        if self._start == len(self._buf):
+            del self._buf[:]
+            self._start = 0
+            self._psince = _monotonic()
+            self._reader._peer_pending = True
+            _flusher_register(self)
+        self._buf += view
+
+    def _send_held(self):
+        # Blocking (per the socket's timeout) until all of it is sent.
+        buf = self._buf
+        if self._start < len(buf):
+            with memoryview(buf) as view:
+                while self._start < len(buf):
+                    n = self._send(view[self._start:])
+                    if n is None:
+                        raise BlockingIOError(_errno.EAGAIN, "Resource temporarily "
+                                              "unavailable")
+                    self._start += n
+        del buf[:]
+        self._start = 0
+        if self._reader is not None:
+            self._reader._peer_pending = False
+
+    def _flush_pending(self):
+        """Send what is held back (the reader calls this before it waits)."""
+        self._enter()
+        try:
+            self._send_held()
+        finally:
+            self._leave()
+
+    def _flush_stale(self, cutoff):
+        """For the flusher thread: send held-back bytes waiting since before
+        *cutoff*, without blocking and without waiting for the writer's lock.
+        True when nothing is held back any more."""
+        buf = self._buf
+        if buf is None or self._start >= len(buf):
+            return True
+        if self._psince > cutoff:
+            return False
+        if not self._lock.acquire(False):
+            return False    # the handler is writing: it sends them itself
+        try:
+            with memoryview(buf) as view:
+                while self._start < len(buf):
+                    try:
+                        n = self._sock.send(view[self._start:], _MSG_DONTWAIT)
+                    except OSError:
+                        # Would block, or failed: the handler's next read,
+                        # write or flush sends them (and reports any error).
+                        return False
+                    self._start += n
+            del buf[:]
+            self._start = 0
+            if self._reader is not None:
+                self._reader._peer_pending = False
+            return True
+        finally:
+            self._lock.release()
 
     def _write_buffered(self, data):
         size = len(data)
@@ -741,6 +862,8 @@ class SocketWriter(_Locked):
         if not self._bufsize:
             if self._closed:
                 raise ValueError("I/O operation on closed file.")
+            if self._reader is not None and self._start < len(self._buf):
+                self._flush_pending()
             return
         if self._closed:
             raise ValueError("flush of closed file")
@@ -758,11 +881,24 @@ class SocketWriter(_Locked):
         try:
             if self._bufsize:
                 self.flush()
+            elif self._reader is not None and self._start < len(self._buf):
+                try:
+                    self._flush_pending()
+                except OSError:
+                    # Like the stdlib writer's close(), this never raises for
+                    # a broken connection; finish() has flushed already.
+                    pass
         finally:
             self._closed = True
             if self._ref:
                 self._ref = False
                 self._sock._decref_socketios()
+            if self._reader is not None:
+                self._reader._writer = None
+                self._reader._peer_pending = False
+                self._reader = None
+                del self._buf[:]
+                self._start = 0
 
     def __del__(self):
         try:
