@@ -651,3 +651,34 @@ def test_thread_pool_handler_errors_keep_worker(ss, caplog):
     # pytest configures logging, so handle_error logs on the "fastsock" logger.
     (record,) = caplog.records
     assert record.name == "fastsock" and record.exc_info[0] is ValueError
+
+
+# ---------------------------------------------------------------- TCP_NODELAY
+
+@pytest.mark.parametrize("attrs, expected", [
+    ({}, True),                                   # fastsock's default
+    ({"tcp_nodelay": False}, False),              # the stdlib's behaviour
+    ({"tcp_nodelay": False, "disable_nagle_algorithm": True}, True),
+])
+def test_tcp_nodelay(ss, attrs, expected):
+    seen = []
+
+    class Handler(ss.StreamRequestHandler):
+        def handle(self):
+            seen.append(bool(self.connection.getsockopt(socket.IPPROTO_TCP,
+                                                        socket.TCP_NODELAY)))
+
+    Handler = type("H", (Handler,), attrs)
+    with ss.TCPServer((HOST, 0), Handler) as server:
+        with socket.create_connection(server.server_address):
+            server.handle_request()
+    assert seen == [expected]
+
+
+def test_tcp_nodelay_ignored_on_unix_sockets(ss):
+    path = unix_path()
+    try:
+        with serving(ss.UnixStreamServer(path, echo_handler(ss))):
+            assert tcp_exchange(path, b"unix\n", socket.AF_UNIX) == b"unix\n"
+    finally:
+        os.unlink(path)

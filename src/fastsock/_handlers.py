@@ -52,12 +52,20 @@ class StreamRequestHandler(BaseRequestHandler):
     returns; otherwise buffered until flush/close), ``timeout`` (applied to
     the connection with settimeout when not None) and
     ``disable_nagle_algorithm`` (sets TCP_NODELAY) keep their stdlib meaning.
+    ``tcp_nodelay`` (fastsock, default True) sets TCP_NODELAY on TCP
+    connections even when ``disable_nagle_algorithm`` is False.
     """
 
     rbufsize = -1
     wbufsize = 0
     timeout = None
     disable_nagle_algorithm = False
+    #: fastsock extra: set TCP_NODELAY on TCP connections (best effort; a
+    #: Unix socket ignores it).  A reply written in several pieces -- headers,
+    #: then body, as http.server does -- otherwise waits for the client's
+    #: delayed ACK (about 40 ms) before its last piece leaves.  Replies to
+    #: pipelined requests are still sent together (see SocketWriter).
+    tcp_nodelay = True
 
     #: the core whose streams this handler uses
     _core = _backend.core
@@ -68,6 +76,11 @@ class StreamRequestHandler(BaseRequestHandler):
             self.connection.settimeout(self.timeout)
         if self.disable_nagle_algorithm:
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        elif self.tcp_nodelay:
+            try:
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except (OSError, AttributeError):
+                pass  # not TCP (a Unix socket), or not a socket at all
         core = self._core
         self.rfile = core.SocketReader(self.connection, self.rbufsize)
         # Given the rfile, an unbuffered wfile coalesces the replies to
