@@ -20,11 +20,14 @@ Call order (the contract user code relies on)::
       -> handle_timeout (handle_request, when self.timeout passes)
 """
 import collections
+import errno
 import logging
 import os
+import queue
 import socket
 import sys
 import threading
+import time
 import traceback
 from time import monotonic
 
@@ -32,6 +35,11 @@ from . import _backend
 
 #: fastsock's logger: handle_error() and the servers' own messages.
 logger = logging.getLogger("fastsock")
+
+# accept() errors that mean "out of resources": retrying at once cannot help.
+_ACCEPT_RESOURCE_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM")
+    if hasattr(errno, name))
 
 __all__ = [
     "BaseServer", "TCPServer", "UDPServer", "ThreadingMixIn",
@@ -300,8 +308,39 @@ class TCPServer(BaseServer):
         return self.socket.fileno()
 
     def get_request(self):
-        """Accept a connection: return ``(socket, client_address)``.  May be overridden."""
-        return self._core.accept(self.socket)
+        """Accept a connection: return ``(socket, client_address)``.  May be overridden.
+
+        When the process or system is out of descriptors or buffers (EMFILE,
+        ENFILE, ENOBUFS, ENOMEM), the stdlib's loop retries at full speed;
+        here the error is logged once, the loop pauses (10 ms, doubling up
+        to 1 s; shutdown() still wakes it) and resumes by itself.  The error
+        is re-raised, so _handle_request_noblock() ignores it as before.
+        """
+        try:
+            request = self._core.accept(self.socket)
+        except OSError as exc:
+            if exc.errno in _ACCEPT_RESOURCE_ERRNOS:
+                self._accept_backoff(exc)
+            raise
+        if self.__backoff:
+            self.__backoff = 0.0
+            logger.warning("accepting connections again on %s", self.server_address)
+        return request
+
+    __backoff = 0.0
+
+    def _accept_backoff(self, exc):
+        if not self.__backoff:
+            logger.warning("accept() on %s failed: %s; pausing new connections "
+                           "until resources free up", self.server_address, exc)
+            self.__backoff = 0.01
+        else:
+            self.__backoff = min(1.0, self.__backoff * 2)
+        waker = self._BaseServer__waker
+        if waker is not None:
+            self._core.wait_readable(waker.fileno(), -1, self.__backoff)
+        else:
+            time.sleep(self.__backoff)
 
     def shutdown_request(self, request):
         """Shut down the write side of the connection, then close it."""
@@ -545,16 +584,25 @@ class ThreadPoolMixIn(ThreadingMixIn):
 
 
 class _WorkerPool:
-    """The workers and queue behind one ThreadPoolMixIn server."""
+    """The workers and queue behind one ThreadPoolMixIn server.
+
+    The hand-off is a ``queue.SimpleQueue`` (C: put() never blocks, get()
+    waits with the GIL released); a plain lock guards the counters.  A
+    Condition is touched only when the queue is full and process_request()
+    has to wait for room.
+    """
+
+    _STOP = object()
 
     def __init__(self, server):
         self.server = server
         self.lock = threading.Lock()
-        self.has_work = threading.Condition(self.lock)
         self.has_room = threading.Condition(self.lock)
-        self.queue = collections.deque()
+        self.queue = queue.SimpleQueue()
         self.workers = set()
-        self.idle = 0
+        self.idle = 0           # workers waiting in queue.get()
+        self.queued = 0         # requests put but not yet taken
+        self.room_waiters = 0
         self.closing = False
 
     def submit(self, request, client_address):
@@ -563,69 +611,91 @@ class _WorkerPool:
         max_queue = server.max_queue
         if max_queue is None:
             max_queue = max_workers
+        thread = None
         with self.lock:
-            if self.closing:
-                raise RuntimeError("the server's worker pool is closed")
             # Every worker busy and the queue full: wait for room.
-            while (len(self.queue) >= max_queue and self.idle <= len(self.queue)
-                   and len(self.workers) >= max_workers and not self.closing):
-                self.has_room.wait()
+            while (not self.closing and self.queued >= max_queue + self.idle
+                   and len(self.workers) >= max_workers):
+                self.room_waiters += 1
+                try:
+                    self.has_room.wait()
+                finally:
+                    self.room_waiters -= 1
             if self.closing:
                 raise RuntimeError("the server's worker pool is closed")
-            item = (request, client_address)
-            self.queue.append(item)
-            if self.idle >= len(self.queue):
-                self.has_work.notify()
+            self.queued += 1
+            if self.queued > self.idle and len(self.workers) < max_workers:
+                thread = threading.Thread(target=self.work, name="fastsock-worker")
+                thread.daemon = server.daemon_threads
+                self.workers.add(thread)
+            self.queue.put((request, client_address))
+        if thread is not None:
+            try:
+                thread.start()
+            except BaseException:
+                # No thread for it (e.g. the thread limit): the request
+                # stays queued for the workers there are, if any.
+                with self.lock:
+                    self.workers.discard(thread)
+                    orphaned = not self.workers
+                if orphaned:
+                    self._take_back()
+                raise
+
+    def _take_back(self):
+        # No worker exists to run what was queued: close it here.
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
                 return
-            if len(self.workers) >= max_workers:
-                return  # it waits in the queue for the next free worker
-            thread = threading.Thread(target=self.work, name="fastsock-worker")
-            thread.daemon = server.daemon_threads
-            self.workers.add(thread)
-        try:
-            thread.start()
-        except BaseException:
-            # No thread for it (e.g. the thread limit): give the request back
-            # to the caller, whose error path closes it.
+            if item is self._STOP:
+                continue
             with self.lock:
-                self.workers.discard(thread)
-                try:
-                    self.queue.remove(item)
-                except ValueError:
-                    return  # an existing worker already took it
-            raise
+                self.queued -= 1
+            self.server.shutdown_request(item[0])
 
     def work(self):
         server = self.server
+        get = self.queue.get
+        lock = self.lock
         me = threading.current_thread()
         try:
             while True:
-                with self.lock:
-                    while not self.queue:
-                        if self.closing:
+                with lock:
+                    self.idle += 1
+                try:
+                    item = get(timeout=server.worker_idle_timeout)
+                except queue.Empty:
+                    with lock:
+                        self.idle -= 1
+                        # Leave only if the other idle workers cover the queue.
+                        if self.queued <= self.idle:
                             return
-                        self.idle += 1
-                        try:
-                            woken = self.has_work.wait(server.worker_idle_timeout)
-                        finally:
-                            self.idle -= 1
-                        if not woken and not self.queue:
-                            return  # idle too long
-                    request, client_address = self.queue.popleft()
-                    self.has_room.notify()
-                server.process_request_thread(request, client_address)
-                del request, client_address
+                    continue
+                with lock:
+                    self.idle -= 1
+                    if item is self._STOP:
+                        return
+                    self.queued -= 1
+                    if self.room_waiters:
+                        self.has_room.notify()
+                server.process_request_thread(*item)
+                del item
         finally:
-            with self.lock:
+            with lock:
                 self.workers.discard(me)
-                self.has_room.notify()
+                if self.room_waiters:
+                    self.has_room.notify()
 
     def close(self, join):
         with self.lock:
             self.closing = True
             workers = list(self.workers)
-            self.has_work.notify_all()
             self.has_room.notify_all()
+        # After every queued request: one stop token per worker.
+        for _ in workers:
+            self.queue.put(self._STOP)
         if join:
             for thread in workers:
                 thread.join()
@@ -633,7 +703,7 @@ class _WorkerPool:
     def stats(self):
         with self.lock:
             return {"workers": len(self.workers), "idle": self.idle,
-                    "queued": len(self.queue)}
+                    "queued": self.queued}
 
 
 if hasattr(os, "fork"):

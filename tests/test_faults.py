@@ -1,0 +1,78 @@
+"""Faults the stdlib handles badly: out of descriptors in accept()."""
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+CHILD = r"""
+import resource, sys, threading, fastsock
+assert fastsock.BACKEND == sys.argv[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[2]), int(sys.argv[2])))
+
+class Handler(fastsock.StreamRequestHandler):
+    def handle(self):
+        self.wfile.write(self.rfile.readline())
+
+class Server(fastsock.ThreadingTCPServer):
+    request_queue_size = 128
+    daemon_threads = True
+
+server = Server(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever(poll_interval=60)
+"""
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_emfile_backs_off_and_recovers(backend_name):
+    limit = 40
+    env = dict(os.environ, FASTSOCK_PURE="1" if backend_name == "python" else "0")
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, backend_name, str(limit)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    clients = []
+    try:
+        port = int(proc.stdout.readline())
+        # More connections than the server has descriptors for; each handler
+        # holds its connection until the client sends a line.
+        for _ in range(limit + 20):
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        time.sleep(0.5)  # the server is now out of descriptors
+        before = cpu_seconds(proc.pid)
+        time.sleep(1.0)
+        spent = cpu_seconds(proc.pid) - before
+        # The stdlib spins at 100% of a core here; fastsock sleeps.
+        assert spent < 0.3, "server used %.2f s of CPU in 1 s while out of fds" % spent
+        # Free descriptors: every client, including those accepted late, is served.
+        for i, client in enumerate(clients):
+            client.sendall(b"hello %d\n" % i)
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = client.recv(100)
+                assert chunk, "connection %d closed unanswered" % i
+                data += chunk
+            assert data == b"hello %d\n" % i
+            client.close()
+    finally:
+        for client in clients:
+            client.close()
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    err = err.decode()
+    # Logged once per episode, not per attempt.
+    assert err.count("pausing new connections") == 1, err
+    assert "Too many open files" in err
+    assert err.count("accepting connections again") == 1, err
