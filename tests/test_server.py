@@ -682,3 +682,32 @@ def test_tcp_nodelay_ignored_on_unix_sockets(ss):
             assert tcp_exchange(path, b"unix\n", socket.AF_UNIX) == b"unix\n"
     finally:
         os.unlink(path)
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_thread_pool_quiet_disconnects(ss, caplog, quiet):
+    import fastsock
+    import logging
+
+    class Server(fastsock.ThreadPoolTCPServer):
+        _core = ss.core
+        quiet_disconnects = quiet
+
+    class Handler(ss.StreamRequestHandler):
+        def handle(self):
+            if self.rfile.readline() == b"reset\n":
+                raise ConnectionResetError(104, "Connection reset by peer")
+            raise ValueError("a real bug")
+
+    caplog.set_level(logging.DEBUG, logger="fastsock")
+    with serving(Server((HOST, 0), Handler), poll_interval=0.05) as server:
+        tcp_exchange(server.server_address, b"reset\n")
+        tcp_exchange(server.server_address, b"bug\n")
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    debug = [r for r in caplog.records if r.levelno == logging.DEBUG]
+    if quiet:
+        assert [r.exc_info[0] for r in errors] == [ValueError]
+        assert len(debug) == 1 and "disconnected" in debug[0].getMessage()
+    else:
+        assert sorted(r.exc_info[0].__name__ for r in errors) == [
+            "ConnectionResetError", "ValueError"]

@@ -36,6 +36,9 @@ from . import _backend
 #: fastsock's logger: handle_error() and the servers' own messages.
 logger = logging.getLogger("fastsock")
 
+# What a client going away looks like to its handler.
+_ROUTINE_DISCONNECTS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
 # accept() errors that mean "out of resources": retrying at once cannot help.
 _ACCEPT_RESOURCE_ERRNOS = frozenset(
     getattr(errno, name) for name in ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM")
@@ -557,6 +560,20 @@ class ThreadPoolMixIn(ThreadingMixIn):
     max_workers = 512
     max_queue = None          # None: the same as max_workers
     worker_idle_timeout = 60.0
+    #: A client that disconnects mid-request (BrokenPipeError,
+    #: ConnectionResetError, ConnectionAbortedError) is logged at DEBUG on
+    #: the "fastsock" logger instead of going through handle_error's
+    #: traceback.  False: report them like any other error, as the stdlib.
+    quiet_disconnects = True
+
+    def handle_error(self, request, client_address):
+        """As BaseServer.handle_error, but routine disconnects are quiet
+        (see ``quiet_disconnects``)."""
+        exc = sys.exc_info()[1]
+        if self.quiet_disconnects and isinstance(exc, _ROUTINE_DISCONNECTS):
+            logger.debug("client %s disconnected: %r", client_address, exc)
+            return
+        super().handle_error(request, client_address)
 
     def _pool(self):
         pool = vars(self).get("_fastsock_pool")
