@@ -276,6 +276,12 @@ class TCPServer(BaseServer):
     request_queue_size = 5
     allow_reuse_address = False
     allow_reuse_port = False
+    #: fastsock extra: an ``ssl.SSLContext`` to serve TLS with (None: plain).
+    #: The handshake runs in finish_request(), i.e. in the request's thread,
+    #: worker or child, never in the accept loop of a threading/forking/pool
+    #: server, and is bounded by ``ssl_handshake_timeout`` seconds.
+    ssl_context = None
+    ssl_handshake_timeout = 10.0
 
     def __init__(self, server_address, RequestHandlerClass, bind_and_activate=True):
         """Constructor.  May be extended, do not override."""
@@ -344,6 +350,36 @@ class TCPServer(BaseServer):
             self._core.wait_readable(waker.fileno(), -1, self.__backoff)
         else:
             time.sleep(self.__backoff)
+
+    def finish_request(self, request, client_address):
+        """Instantiate RequestHandlerClass; with ``ssl_context``, on the TLS
+        connection once its handshake has succeeded.  A failed or timed-out
+        handshake is logged at DEBUG and the connection closed."""
+        if self.ssl_context is None:
+            return super().finish_request(request, client_address)
+        tls = self._tls_handshake(request, client_address)
+        if tls is None:
+            return
+        try:
+            super().finish_request(tls, client_address)
+        finally:
+            # The TLS socket owns the descriptor now (wrap_socket detached
+            # the request); the caller's shutdown_request() finds it closed.
+            self.shutdown_request(tls)
+
+    def _tls_handshake(self, request, client_address):
+        timeout = request.gettimeout()
+        tls = self.ssl_context.wrap_socket(request, server_side=True,
+                                           do_handshake_on_connect=False)
+        try:
+            tls.settimeout(self.ssl_handshake_timeout)
+            tls.do_handshake()
+            tls.settimeout(timeout)
+        except (OSError, ValueError) as exc:  # ssl.SSLError, TimeoutError, resets
+            logger.debug("TLS handshake with %s failed: %r", client_address, exc)
+            tls.close()
+            return None
+        return tls
 
     def shutdown_request(self, request):
         """Shut down the write side of the connection, then close it."""

@@ -1,0 +1,125 @@
+"""TLS servers with real ssl clients and a certificate made at test time."""
+import datetime
+import ipaddress
+import socket
+import ssl
+import threading
+import time
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from helpers import HOST, serving
+
+
+@pytest.fixture(scope="session")
+def cert_files(tmp_path_factory):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fastsock test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]),
+                critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    folder = tmp_path_factory.mktemp("tls")
+    certfile, keyfile = folder / "cert.pem", folder / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return str(certfile), str(keyfile)
+
+
+@pytest.fixture
+def contexts(cert_files):
+    certfile, keyfile = cert_files
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(certfile, keyfile)
+    client = ssl.create_default_context(cafile=certfile)
+    return server, client
+
+
+def echo(ss):
+    class Echo(ss.StreamRequestHandler):
+        def handle(self):
+            self.server.seen.append(type(self.connection))
+            for line in self.rfile:
+                self.wfile.write(line)
+    return Echo
+
+
+def tls_exchange(client_ctx, address, payload):
+    with socket.create_connection(address, timeout=10) as raw:
+        with client_ctx.wrap_socket(raw, server_hostname=HOST) as tls:
+            tls.sendall(payload)
+            data = b""
+            while len(data) < len(payload):
+                chunk = tls.recv(65536)
+                assert chunk
+                data += chunk
+            return data
+
+
+@pytest.mark.parametrize("kind", ["TCPServer", "ThreadingTCPServer"])
+def test_tls_echo(ss, contexts, kind):
+    server_ctx, client_ctx = contexts
+    cls = type("TLS" + kind, (getattr(ss, kind),), {"ssl_context": server_ctx})
+    server = cls((HOST, 0), echo(ss))
+    server.seen = []
+    with serving(server, poll_interval=0.05):
+        payload = b"".join(b"secret line %d\n" % i for i in range(300))
+        assert tls_exchange(client_ctx, server.server_address, payload) == payload
+    assert server.seen == [ssl.SSLSocket]
+
+
+def test_tls_pool_silent_client_blocks_nobody(ss, contexts, caplog):
+    import fastsock
+    import logging
+    caplog.set_level(logging.DEBUG, logger="fastsock")
+    server_ctx, client_ctx = contexts
+
+    class Server(fastsock.ThreadPoolTCPServer):
+        _core = ss.core
+        ssl_context = server_ctx
+        ssl_handshake_timeout = 0.5
+
+    server = Server((HOST, 0), echo(ss))
+    server.seen = []
+    with serving(server, poll_interval=0.05):
+        silent = socket.create_connection(server.server_address)  # never says hello
+        try:
+            start = time.monotonic()
+            assert tls_exchange(client_ctx, server.server_address, b"hi\n") == b"hi\n"
+            assert time.monotonic() - start < 0.5  # not queued behind the silent one
+            silent.settimeout(10)
+            assert silent.recv(1) == b""           # dropped after the handshake timeout
+        finally:
+            silent.close()
+    assert any("TLS handshake" in r.getMessage() for r in caplog.records)
+
+
+def test_tls_plaintext_client_is_dropped_quietly(ss, contexts, capfd):
+    server_ctx, client_ctx = contexts
+    cls = type("TLS", (ss.TCPServer,), {"ssl_context": server_ctx})
+    server = cls((HOST, 0), echo(ss))
+    server.seen = []
+    with serving(server, poll_interval=0.05):
+        with socket.create_connection(server.server_address, timeout=10) as plain:
+            plain.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            try:
+                while plain.recv(1024):  # a TLS alert, then EOF ...
+                    pass
+            except ConnectionResetError:
+                pass                     # ... or a reset: dropped either way
+        # and the server still serves TLS clients
+        assert tls_exchange(client_ctx, server.server_address, b"ok\n") == b"ok\n"
+    assert "Traceback" not in capfd.readouterr().err
