@@ -711,3 +711,67 @@ def test_thread_pool_quiet_disconnects(ss, caplog, quiet):
     else:
         assert sorted(r.exc_info[0].__name__ for r in errors) == [
             "ConnectionResetError", "ValueError"]
+
+
+# ---------------------------------------------------------------- UDP batching
+
+@pytest.mark.parametrize("batch", [1, 4, 32])
+def test_udp_batch_preserves_order_and_truncation(ss, batch):
+    got = []
+
+    class Handler(ss.DatagramRequestHandler):
+        def handle(self):
+            got.append((self.packet, self.client_address))
+
+    class Server(ss.UDPServer):
+        recv_batch = batch
+        max_packet_size = 100
+
+    with Server((HOST, 0), Handler) as server, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.bind((HOST, 0))
+        sent = [(b"%03d" % i) * (i % 50) for i in range(40)]
+        for payload in sent:
+            client.sendto(payload, server.server_address)
+        time.sleep(0.1)   # all 40 are waiting in the kernel now
+        for _ in sent:
+            server.handle_request()   # takes from the batch without waiting
+        assert {addr for _, addr in got} == {client.getsockname()}
+    assert [data for data, _ in got] == [p[:100] for p in sent]
+
+
+def test_udp_batch_receiver_direct(core):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+        a.bind((HOST, 0))
+        b.bind((HOST, 0))
+        receiver = core.DatagramReceiver(a, 8, 5)
+        assert receiver.receive() == []          # nothing waiting: never blocks
+        for i in range(7):
+            b.sendto(b"datagram-%d" % i, a.getsockname())
+        time.sleep(0.1)
+        first = receiver.receive()
+        rest = receiver.receive()
+        assert [d for d, _ in first] == [b"datagram"] * 5          # truncated to 8
+        assert len(rest) == 2 and all(addr == b.getsockname() for _, addr in first + rest)
+        a.settimeout(1.0)                          # a timeout: not batched
+        b.sendto(b"x", a.getsockname())
+        time.sleep(0.05)
+        assert receiver.receive() == []
+        assert core.recvfrom(a, 10)[0] == b"x"
+        with pytest.raises(ValueError):
+            core.DatagramReceiver(a, 8, 0)
+
+
+def test_udp_pending_batch_served_by_serve_forever(ss):
+    class Handler(ss.DatagramRequestHandler):
+        def handle(self):
+            self.wfile.write(self.packet)
+
+    with serving(ss.UDPServer((HOST, 0), Handler), poll_interval=30) as server:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(10)
+            for i in range(64):       # a burst: several batches' worth
+                client.sendto(b"%d" % i, server.server_address)
+            replies = sorted(int(client.recv(100)) for _ in range(64))
+    assert replies == list(range(64))

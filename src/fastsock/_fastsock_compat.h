@@ -2,6 +2,9 @@
 #ifndef FASTSOCK_COMPAT_H
 #define FASTSOCK_COMPAT_H
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1  /* recvmmsg, accept4 */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -87,6 +90,51 @@ static int fs_accept_cloexec(int fd, struct sockaddr *addr, socklen_t *len)
         return -1;
     }
     return cfd;
+#endif
+}
+
+/* Receive up to vlen datagrams without blocking: recvmmsg() where the
+   platform has it, else a loop of recvfrom().  Each datagram lands in
+   buf + i * size (truncated to size), its length in lens[i], its source in
+   addrs[i] / addrlens[i].  Returns the count (>= 1), or -1 with errno set
+   (EAGAIN: none was waiting). */
+static int fs_recv_batch(int fd, char *buf, size_t size, unsigned int vlen,
+                         struct sockaddr_storage *addrs, socklen_t *addrlens,
+                         size_t *lens)
+{
+    unsigned int i;
+#if defined(__linux__)
+    struct mmsghdr msgs[64];
+    struct iovec iov[64];
+    int n;
+    if (vlen > 64)
+        vlen = 64;
+    for (i = 0; i < vlen; i++) {
+        iov[i].iov_base = buf + (size_t)i * size;
+        iov[i].iov_len = size;
+        memset(&msgs[i], 0, sizeof(msgs[i]));
+        msgs[i].msg_hdr.msg_name = &addrs[i];
+        msgs[i].msg_hdr.msg_namelen = sizeof(addrs[i]);
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    n = recvmmsg(fd, msgs, vlen, MSG_DONTWAIT, NULL);
+    for (i = 0; n > 0 && i < (unsigned int)n; i++) {
+        lens[i] = msgs[i].msg_len;
+        addrlens[i] = msgs[i].msg_hdr.msg_namelen;
+    }
+    return n;
+#else
+    for (i = 0; i < vlen; i++) {
+        ssize_t r;
+        addrlens[i] = sizeof(addrs[i]);
+        r = recvfrom(fd, buf + (size_t)i * size, size, MSG_DONTWAIT,
+                     (struct sockaddr *)&addrs[i], &addrlens[i]);
+        if (r < 0)
+            return i ? (int)i : -1;
+        lens[i] = (size_t)r;
+    }
+    return (int)vlen;
 #endif
 }
 

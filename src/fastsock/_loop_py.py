@@ -7,7 +7,8 @@ import socket
 import threading
 from time import monotonic
 
-__all__ = ["READY", "WOKEN", "INVALID", "Waker", "wait_readable", "accept", "recvfrom"]
+__all__ = ["READY", "WOKEN", "INVALID", "Waker", "wait_readable", "accept", "recvfrom",
+           "DatagramReceiver"]
 
 #: wait_readable() result bits
 READY = 1   # the watched fd is readable (or in error: the next call reports it)
@@ -135,3 +136,52 @@ def recvfrom(sock, bufsize):
     """Receive one datagram: ``(data, address)`` exactly as
     ``sock.recvfrom(bufsize)``."""
     return sock.recvfrom(bufsize)
+
+
+_BATCH_MAX = 64
+_MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+_BATCHED_FAMILIES = {socket.AF_INET, socket.AF_INET6, getattr(socket, "AF_UNIX", None)}
+
+
+class DatagramReceiver:
+    """DatagramReceiver(sock, bufsize, batch=32)
+
+    Takes the datagrams already waiting on *sock*, up to *batch* at a time,
+    in one system call (``recvmmsg`` on Linux), each truncated to *bufsize*
+    bytes as ``sock.recvfrom(bufsize)`` would.  ``receive()`` never blocks.
+
+    Only a plain ``socket.socket`` in blocking or non-blocking mode is
+    batched; for anything else (a socket with a timeout, a subclass, another
+    family) ``receive()`` returns an empty list and the caller uses the
+    socket's own ``recvfrom``.
+    """
+
+    def __init__(self, sock, bufsize, batch=32):
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recvfrom")
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
+        self._sock = sock
+        self._bufsize = bufsize
+        self._batch = min(batch, _BATCH_MAX)
+
+    # Read-only, like the compiled class's attributes.
+    sock = property(lambda self: self._sock)
+    bufsize = property(lambda self: self._bufsize)
+    batch = property(lambda self: self._batch)
+
+    def receive(self):
+        """The waiting datagrams as a list of ``(data, address)``, oldest
+        first; empty when none is waiting or the socket is not batched."""
+        out = []
+        sock = self._sock
+        if (type(sock) is not socket.socket or sock.timeout not in (None, 0.0)
+                or sock.family not in _BATCHED_FAMILIES or not _MSG_DONTWAIT):
+            return out
+        recv = sock.recvfrom
+        for _ in range(self._batch):
+            try:
+                out.append(recv(self._bufsize, _MSG_DONTWAIT))
+            except (BlockingIOError, InterruptedError):
+                break
+        return out
