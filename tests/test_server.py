@@ -775,3 +775,11 @@ def test_udp_pending_batch_served_by_serve_forever(ss):
                 client.sendto(b"%d" % i, server.server_address)
             replies = sorted(int(client.recv(100)) for _ in range(64))
     assert replies == list(range(64))
+
+
+def test_threads_list_stays_bounded(ss):
+    # Many sequential requests: finished threads are swept, the list stays small.
+    with serving(ss.ThreadingTCPServer((HOST, 0), echo_handler(ss)), poll_interval=0.05) as server:
+        for i in range(100):
+            assert tcp_exchange(server.server_address, b"%d\n" % i) == b"%d\n" % i
+        assert len(server._threads) <= 16
