@@ -783,3 +783,30 @@ def test_threads_list_stays_bounded(ss):
         for i in range(100):
             assert tcp_exchange(server.server_address, b"%d\n" % i) == b"%d\n" % i
         assert len(server._threads) <= 16
+
+
+@pytest.mark.skipif(not HAVE_FORK, reason="no fork on this platform")
+def test_forking_reaps_only_its_own_children(ss):
+    import subprocess
+    import sys
+    # A child of the application, already exited (a zombie) when the server
+    # has to wait for a free slot: the stdlib's waitpid(-1) can steal it.
+    app_child = subprocess.Popen([sys.executable, "-c", "raise SystemExit(7)"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open("/proc/%d/stat" % app_child.pid) as stat:
+            if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        time.sleep(0.01)
+
+    class Server(ss.ForkingTCPServer):
+        max_children = 1
+
+    class Handler(ss.StreamRequestHandler):
+        def handle(self):
+            self.wfile.write(b"ok\n")
+
+    with serving(Server((HOST, 0), Handler), poll_interval=0.05) as server:
+        for _ in range(4):   # each new request waits for the previous child
+            assert tcp_exchange(server.server_address, b"") == b"ok\n"
+    assert app_child.wait(10) == 7

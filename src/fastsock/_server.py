@@ -24,6 +24,7 @@ import errno
 import logging
 import os
 import queue
+import select
 import socket
 import sys
 import threading
@@ -477,20 +478,17 @@ if hasattr(os, "fork"):
         block_on_close = True
 
         def collect_children(self, *, blocking=False):
-            """Reap finished children; wait while there are too many."""
+            """Reap finished children; wait while there are too many.
+
+            Only this server's own children are waited for: the stdlib's
+            ``waitpid(-1)`` can reap a process the application started (a
+            ``subprocess.Popen``) and lose its exit status.  Where the
+            platform has pidfds the wait for a free slot sleeps on them.
+            """
             if self.active_children is None:
                 return
-            # Over the limit: block until enough children have exited.
             while len(self.active_children) >= self.max_children:
-                try:
-                    pid, _ = os.waitpid(-1, 0)
-                    self.active_children.discard(pid)
-                except ChildProcessError:
-                    # None of our children are left.
-                    self.active_children.clear()
-                except OSError:
-                    break
-            # Reap our own children only (never waitpid(-1) here).
+                self._wait_for_a_child()
             for pid in self.active_children.copy():
                 try:
                     flags = 0 if blocking else os.WNOHANG
@@ -502,6 +500,49 @@ if hasattr(os, "fork"):
                     self.active_children.discard(pid)
                 except OSError:
                     pass
+
+        def _wait_for_a_child(self):
+            # Block until at least one of our children has exited, and reap it.
+            children = self.active_children
+            if hasattr(os, "pidfd_open"):
+                pidfds = {}
+                try:
+                    for pid in list(children):
+                        try:
+                            pidfds[os.pidfd_open(pid)] = pid
+                        except ProcessLookupError:
+                            children.discard(pid)   # gone (reaped elsewhere)
+                        except OSError:
+                            pidfds = None           # no pidfds here after all
+                            break
+                    if pidfds is not None:
+                        if pidfds:
+                            poller = select.poll()
+                            for fd in pidfds:
+                                poller.register(fd, select.POLLIN)
+                            poller.poll()
+                        self._reap_exited(children)
+                        return
+                finally:
+                    for fd in pidfds or ():
+                        os.close(fd)
+            # No pidfds: look at each child, sleeping briefly between rounds.
+            while len(children) >= self.max_children:
+                if not self._reap_exited(children):
+                    time.sleep(0.01)
+
+        @staticmethod
+        def _reap_exited(children):
+            reaped = 0
+            for pid in list(children):
+                try:
+                    done, _ = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    done = pid
+                if done:
+                    children.discard(pid)
+                    reaped += 1
+            return reaped
 
         def handle_timeout(self):
             """Reap children when handle_request() times out."""
