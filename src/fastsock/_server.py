@@ -37,8 +37,12 @@ from . import _backend
 #: fastsock's logger: handle_error() and the servers' own messages.
 logger = logging.getLogger("fastsock")
 
-# What a client going away looks like to its handler.
-_ROUTINE_DISCONNECTS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+# What a client going away looks like to its handler -- or a client that
+# stalls or floods past the handler's rfile limits (line_timeout,
+# idle_timeout, max_line_size).
+from ._errors import LineTooLong as _LineTooLong
+_ROUTINE_DISCONNECTS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError,
+                        TimeoutError, _LineTooLong)
 
 # accept() errors that mean "out of resources": retrying at once cannot help.
 _ACCEPT_RESOURCE_ERRNOS = frozenset(
