@@ -103,7 +103,7 @@ def add_scenario(scenario):
     return scenario
 
 IMPL_ORDER = ["stdlib", "fastsock-python", "fastsock-cython", "fastsock-pool",
-              "asyncio", "uvloop", "c-echo"]
+              "asyncio", "uvloop", "uvloop-protocol", "c-echo"]
 
 PRESETS = {
     # duration and warm-up per measurement, repeats
@@ -158,7 +158,7 @@ def available_impls(fs, loadgen):
             why = "compiled core not importable: %s" % fs.get("cython_error")
         elif impl == "fastsock-pool" and not fs["thread_pool_server"]:
             why = "fastsock.ThreadPoolTCPServer does not exist"
-        elif impl == "uvloop":
+        elif impl in ("uvloop", "uvloop-protocol"):
             import importlib.util
             if importlib.util.find_spec("uvloop") is None:
                 why = "uvloop is not installed (pip install uvloop)"
