@@ -76,7 +76,9 @@ class StreamRequestHandler(BaseRequestHandler):
             self.connection.settimeout(self.timeout)
         if self.disable_nagle_algorithm:
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-        elif self.tcp_nodelay:
+        elif getattr(self, "tcp_nodelay", True):
+            # getattr: fastsock.http gives this setup() to stdlib handler
+            # classes, which do not define tcp_nodelay.
             try:
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except (OSError, AttributeError):
