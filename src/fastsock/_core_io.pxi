@@ -14,6 +14,12 @@
 # (_sio_io), honouring the socket's timeout like CPython's sock_call_ex.
 # Any other socket-like object (ssl.SSLSocket...) is driven through its own
 # recv_into()/send()/sendall() methods.
+#
+# SocketReader's limits: max_line caps readline (LineTooLong past it);
+# line_timeout/idle_timeout are deadlines of one read call, armed when the
+# call takes the lock (_arm) and checked by every recv of it (_recv): the
+# poll() waits for the nearest of them and the socket's own deadline.  Over
+# other objects the socket's timeout is narrowed for each recv_into().
 # ---------------------------------------------------------------------------
 
 from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release,
@@ -42,6 +48,7 @@ cdef Py_ssize_t _SIO_DEFAULT = io.DEFAULT_BUFFER_SIZE
 # Most bytes an unbuffered writer holds back while coalescing.
 cdef Py_ssize_t _PEND_MAX = 65536
 from fastsock._flusher import register as _sio_flusher_register
+from fastsock._errors import LineTooLong as _sio_LineTooLong
 cdef object _sio_socket_type = _socket_module.socket
 cdef object _sio_unsupported = io.UnsupportedOperation
 cdef frozenset _sio_blocking_errnos = frozenset([EAGAIN, EWOULDBLOCK])
@@ -158,18 +165,47 @@ cdef Py_ssize_t _sio_bufsize_arg(object bufsize) except? -1:
     return _SIO_DEFAULT if n < 0 else n
 
 
+cdef Py_ssize_t _sio_max_line_arg(object value) except? -2:
+    # SocketReader's max_line: -1 for None, else an integer >= 1.
+    cdef Py_ssize_t n
+    if value is None:
+        return -1
+    n = PyNumber_AsSsize_t(value, OverflowError)
+    if n < 1:
+        raise ValueError("max_line must be a positive integer or None")
+    return n
+
+
+cdef double _sio_seconds_arg(object value, str name) except? -1.0:
+    # SocketReader's line_timeout/idle_timeout: 0.0 for None, else a real
+    # number > 0 (inf: no limit in practice).
+    cdef double t
+    if value is None:
+        return 0.0
+    t = value
+    if not t > 0.0:         # also NaN
+        raise ValueError("%s must be a positive number or None" % name)
+    return t
+
+
+cdef object _sio_seconds_value(double t):
+    return t if t > 0.0 else None
+
+
 # -- a bytes object being filled: obj holds cap bytes, the first len valid ---
 
 cdef struct _sio_acc:
     PyObject *obj
     Py_ssize_t len
     Py_ssize_t cap
+    Py_ssize_t max      # never grow past this many bytes by doubling
 
 
 cdef inline void _acc_init(_sio_acc *a) noexcept nogil:
     a.obj = NULL
     a.len = 0
     a.cap = 0
+    a.max = PY_SSIZE_T_MAX
 
 
 cdef int _acc_reserve(_sio_acc *a, Py_ssize_t extra) except -1:
@@ -180,6 +216,8 @@ cdef int _acc_reserve(_sio_acc *a, Py_ssize_t extra) except -1:
     if a.len + extra <= a.cap:
         return 0
     cap = a.cap * 2 if a.cap < PY_SSIZE_T_MAX // 2 else PY_SSIZE_T_MAX
+    if cap > a.max:
+        cap = a.max
     if cap < a.len + extra:
         cap = a.len + extra
     if cap < 1:
@@ -313,7 +351,7 @@ cdef class _SocketStream:
 
 cdef class SocketReader(_SocketStream):
     # The first docstring lines give inspect.signature() the class signature.
-    """SocketReader(sock, bufsize=-1)
+    """SocketReader(sock, bufsize=-1, *, max_line=None, line_timeout=None, idle_timeout=None)
 --
 
 Binary read stream over a connected socket: what ``sock.makefile('rb',
@@ -327,6 +365,21 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
     timed out object")``), like ``socket.SocketIO``.  Like makefile(), the
     reader holds a reference on the socket (``sock._io_refs``): closing the
     socket while the reader is open only closes it when the reader closes.
+
+    Limits (fastsock extras; None, the default, is no limit, as makefile()):
+    *max_line* caps what ``readline()`` and iteration return: a line of more
+    than *max_line* bytes (newline included) raises ``fastsock.LineTooLong``
+    as soon as more than *max_line* bytes have arrived without a newline, so
+    no more than about ``max(bufsize, max_line)`` bytes are held for it; its
+    first *max_line* bytes are consumed.  ``readline(limit)`` with a *limit*
+    of at most *max_line* is unchanged.  *line_timeout* (seconds) is a
+    deadline for the whole of one read call (``readline()``, ``read(n)``,
+    ``readinto()``, ...) that has to wait for data, however slowly the bytes
+    trickle in; *idle_timeout* bounds the wait for the first byte of a call
+    that starts with nothing buffered (the time between requests).  Past
+    either, the call raises ``TimeoutError("timed out")`` and the reader,
+    as after a socket timeout, refuses to read again.  Both apply together
+    with the socket's own timeout: whichever expires first.
     """
 
     cdef char *_buf
@@ -337,9 +390,21 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
     cdef Py_ssize_t _pos       # next byte to return
     cdef Py_ssize_t _end       # end of the valid bytes; -1: none are valid
     cdef bint _timed_out
+    # Limits (see the class docstring).  Durations are 0.0 when unset.
+    cdef Py_ssize_t _max_line  # -1: none
+    cdef double _line_timeout
+    cdef double _idle_timeout
+    cdef bint _limited         # a duration is set: calls arm deadlines
+    cdef double _dl_call       # deadline of the current call (0.0: none)
+    cdef double _dl_idle       # deadline for its first byte (0.0: none, or got it)
 
-    def __cinit__(self, sock, bufsize=-1):
+    def __cinit__(self, sock, bufsize=-1, *, max_line=None, line_timeout=None,
+                  idle_timeout=None):
         self._bufsize = _sio_bufsize_arg(bufsize)
+        self._max_line = _sio_max_line_arg(max_line)
+        self._line_timeout = _sio_seconds_arg(line_timeout, "line_timeout")
+        self._idle_timeout = _sio_seconds_arg(idle_timeout, "idle_timeout")
+        self._limited = self._line_timeout > 0.0 or self._idle_timeout > 0.0
         self._cap = self._bufsize if self._bufsize else _SIO_DEFAULT
         self._buf = <char *>PyMem_Malloc(self._cap)
         if self._buf == NULL:
@@ -363,7 +428,7 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
         EOF), or _SIO_AGAIN if a non-blocking socket has nothing.  nowait:
         do not wait even if the socket has a timeout."""
         cdef int fd, mode, err = 0
-        cdef double deadline = 0.0
+        cdef double deadline = 0.0, limit = 0.0
         cdef Py_ssize_t r
         if self._timed_out:
             raise OSError("cannot read from timed out object")
@@ -373,12 +438,23 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
             # The handler has used up its input: what its wfile held back
             # goes out before we wait for more.
             self._writer._flush_pending()
+        if self._limited:
+            limit = self._call_deadline()
         if not self._fast:
-            return self._recv_slow(dst, n, flags)
+            r = self._recv_slow(dst, n, flags, limit)
+            if r >= 0:
+                self._dl_idle = 0.0     # no longer waiting for the first byte
+            return r
         mode = _SIO_NONBLOCK if nowait else _sio_mode(self._sock.gettimeout(), &deadline)
+        if limit > 0.0 and mode != _SIO_NONBLOCK:
+            # The call's deadline and the socket's, whichever is first.
+            if mode == _SIO_BLOCK or limit < deadline:
+                deadline = limit
+            mode = _SIO_TIMEOUT
         fd = self._sock.fileno()
         r = _sio_try(fd, dst, <size_t>n, flags, False, &err)
         if r >= 0:
+            self._dl_idle = 0.0
             return r
         if r == _SIO_ERROR:
             if err != EINTR:
@@ -389,7 +465,10 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
         while True:
             with nogil:
                 r = _sio_io(fd, dst, <size_t>n, flags, False, mode, deadline, &err)
-            if r >= 0 or r == _SIO_AGAIN:
+            if r >= 0:
+                self._dl_idle = 0.0
+                return r
+            if r == _SIO_AGAIN:
                 return r
             if r == _SIO_TIMEDOUT:
                 self._timed_out = True
@@ -399,12 +478,28 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
             check_signals()                 # PEP 475: retry after handlers
             fd = self._sock.fileno()
 
-    cdef Py_ssize_t _recv_slow(self, char *dst, Py_ssize_t n, int flags) except -1:
+    cdef Py_ssize_t _recv_slow(self, char *dst, Py_ssize_t n, int flags,
+                               double limit) except -1:
         cdef object view = PyMemoryView_FromMemory(dst, n, PyBUF_WRITE)
-        cdef object got
+        cdef object got, timeout = None
         cdef Py_ssize_t r
+        cdef double left
+        cdef bint narrowed = False
         try:
             while True:
+                if limit > 0.0:
+                    # The object waits by itself (an SSLSocket may need more
+                    # than one packet per record): shorten its timeout to
+                    # the call's deadline for this recv_into().
+                    left = limit - fs_monotonic()
+                    if left <= 0.0:
+                        self._timed_out = True
+                        raise_timeout()
+                    if not narrowed:
+                        timeout = self._sock.gettimeout()
+                    if timeout is None or (timeout > 0.0 and timeout > left):
+                        self._sock.settimeout(left)
+                        narrowed = True
                 try:
                     if flags:
                         got = self._sock.recv_into(view, n, flags)
@@ -425,11 +520,35 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
                 view.release()
             except BufferError:
                 pass
+            if narrowed:
+                self._sock.settimeout(timeout)
         r = got
         if r < 0 or r > n:
             raise OSError("raw readinto() returned invalid length %d "
                           "(should have been between 0 and %d)" % (r, n))
         return r
+
+    cdef inline void _arm(self) noexcept:
+        """Start the deadlines of a read call that may wait for data (only
+        when a duration is set; call with the lock held)."""
+        cdef double now
+        if self._limited:
+            now = fs_monotonic()
+            self._dl_call = now + self._line_timeout if self._line_timeout > 0.0 else 0.0
+            self._dl_idle = (now + self._idle_timeout
+                             if self._idle_timeout > 0.0 and self._readahead() == 0
+                             else 0.0)
+
+    cdef double _call_deadline(self) except? -1.0:
+        """The deadline for the next recv of this call (0.0: none); raises
+        TimeoutError once it has passed, whether or not data is waiting."""
+        cdef double dl = self._dl_call
+        if self._dl_idle > 0.0 and (dl == 0.0 or self._dl_idle < dl):
+            dl = self._dl_idle
+        if dl > 0.0 and fs_monotonic() >= dl:
+            self._timed_out = True
+            raise_timeout()
+        return dl
 
     cdef Py_ssize_t _raw_readall(self, _sio_acc *acc) except -1:
         """RawIOBase.readall() into acc: the count read, or _SIO_AGAIN if
@@ -481,6 +600,7 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
             return self._take(size)
         self._enter()
         try:
+            self._arm()
             if not self._bufsize:
                 return self._read_unbuffered(size)
             if size == -1:
@@ -590,6 +710,7 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
             return b""
         self._enter()
         try:
+            self._arm()
             have = self._readahead()
             if have > 0:
                 return self._take(have if have < n else n)
@@ -628,6 +749,7 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
             self._check_closed("readinto of closed file")
             self._enter()
             try:
+                self._arm()
                 if not self._bufsize:
                     r = self._recv(<char *>view.buf, view.len, 0)
                     return None if r == _SIO_AGAIN else r
@@ -686,6 +808,7 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
         self._check_closed("peek of closed file")
         self._enter()
         try:
+            self._arm()
             if not self._bufsize:
                 _acc_init(&acc)
                 try:
@@ -712,28 +835,65 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
         return self._readline_entry(_sio_size_arg(limit))
 
     cdef object _readline_entry(self, Py_ssize_t limit):
-        cdef Py_ssize_t n
+        cdef Py_ssize_t n, have
         cdef char *start
         cdef char *nl
+        cdef bint capped = False
+        cdef object line
         self._check_closed("readline of closed file")
+        if self._max_line >= 0 and (limit < 0 or limit > self._max_line):
+            # Read at most max_line bytes; more without a newline: too long.
+            limit = self._max_line
+            capped = True
         if self._bufsize:
             # The line is in the buffer: no lock needed (as in io), since
             # nothing here can release the GIL or run Python code, and a
             # thread filling the buffer only writes past _end.
-            n = self._readahead()
+            have = self._readahead()
+            n = have
             if limit >= 0 and n > limit:
                 n = limit
             start = self._buf + self._pos
             nl = <char *>memchr(start, 10, n)
             if nl != NULL:
                 return self._take(nl - start + 1)
+            if capped and have > limit:
+                self._pos += limit
+                self._line_too_long()
         self._enter()
         try:
+            self._arm()
             if not self._bufsize:
-                return self._readline_unbuffered(limit)
-            return self._readline(limit)
+                line = self._readline_unbuffered(limit)
+            else:
+                line = self._readline(limit)
+            if (capped and len(line) == limit
+                    and _sio_bytes_data(<PyObject *>line)[limit - 1] != 10
+                    and self._more_input()):
+                self._line_too_long()
+            return line
         finally:
             self._leave()
+
+    cdef int _line_too_long(self) except -1:
+        raise _sio_LineTooLong("line longer than %d bytes (max_line)" % self._max_line)
+
+    cdef bint _more_input(self) except -1:
+        """After max_line bytes of a line without a newline: does at least
+        one more byte follow?  Waits for it (or EOF) as readline would; a
+        non-blocking socket without it says no.  Buffered, the byte stays
+        buffered; unbuffered, it is peeked (read, where peeking is not
+        possible)."""
+        cdef Py_ssize_t r
+        if self._bufsize:
+            if self._readahead() > 0:
+                return True
+            self._end = -1
+            r = self._fill()
+            self._pos = 0
+            return r > 0
+        r = self._recv(self._buf, 1, MSG_PEEK if self._fast else 0)
+        return r > 0
 
     cdef object _readline(self, Py_ssize_t limit):
         cdef _sio_acc acc
@@ -754,6 +914,8 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
         # Otherwise take what is buffered and refill the whole buffer until
         # the newline, the limit, EOF, or a non-blocking socket runs dry.
         _acc_init(&acc)
+        if limit >= 0:
+            acc.max = limit     # the result never holds more
         try:
             if n > 0:
                 _acc_reserve(&acc, n + self._bufsize)
@@ -796,6 +958,8 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
         cdef Py_ssize_t want, got
         cdef char *nl
         _acc_init(&acc)
+        if limit >= 0:
+            acc.max = limit     # the result never holds more
         try:
             while limit < 0 or acc.len < limit:
                 want = self._cap
@@ -873,6 +1037,21 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
     @property
     def mode(self):
         return "rb"
+
+    @property
+    def max_line(self):
+        """The longest line readline() returns, or None (no limit)."""
+        return self._max_line if self._max_line >= 0 else None
+
+    @property
+    def line_timeout(self):
+        """Seconds one read call may take when it has to wait, or None."""
+        return _sio_seconds_value(self._line_timeout)
+
+    @property
+    def idle_timeout(self):
+        """Seconds a call may wait for its first byte, or None."""
+        return _sio_seconds_value(self._idle_timeout)
 
     def fileno(self):
         self._check_closed("I/O operation on closed file.")

@@ -14,9 +14,14 @@ The algorithms (buffer states, when the socket is read or written, what an
 error or a timeout leaves behind) are those of ``_io.BufferedReader`` /
 ``_io.BufferedWriter`` and ``socket.SocketIO``; ``_core_io.pxi`` is the
 compiled version of this file, kept in step with it.
+
+``SocketReader``'s limits (*max_line*, *line_timeout*, *idle_timeout*) follow
+the compiled reader's algorithm, except that the wait itself is the socket's:
+its timeout is narrowed to the call's deadline for each ``recv_into()``.
 """
 import errno as _errno
 import io
+import math as _math
 import operator as _operator
 import socket as _socket
 import sys as _sys
@@ -34,6 +39,7 @@ _PEND_MAX = 65536
 
 from time import monotonic as _monotonic
 
+from ._errors import LineTooLong
 from ._flusher import register as _flusher_register
 _UnsupportedOperation = io.UnsupportedOperation
 # Since CPython 3.13 (gh-117151) BufferedWriter.write() sends a write of at
@@ -59,6 +65,28 @@ def _bufsize_arg(bufsize, default):
         return default
     bufsize = _size_arg(bufsize)
     return _DEFAULT_BUFFER_SIZE if bufsize < 0 else bufsize
+
+
+def _max_line_arg(value):
+    # SocketReader's max_line: -1 for None, else an integer >= 1.
+    if value is None:
+        return -1
+    n = _operator.index(value)
+    if n < 1:
+        raise ValueError("max_line must be a positive integer or None")
+    return n
+
+
+def _seconds_arg(value, name):
+    # SocketReader's line_timeout/idle_timeout: 0.0 for None, else a real
+    # number > 0 (inf: no limit in practice).
+    if value is None:
+        return 0.0
+    _math.isfinite(value)       # the type check of a C double argument
+    t = float(value)
+    if not t > 0.0:             # also NaN
+        raise ValueError("%s must be a positive number or None" % name)
+    return t
 
 
 def _writable_view(b, name):
@@ -99,7 +127,7 @@ class _Locked:
 
 
 class SocketReader(_Locked):
-    """SocketReader(sock, bufsize=-1)
+    """SocketReader(sock, bufsize=-1, *, max_line=None, line_timeout=None, idle_timeout=None)
 
     Binary read stream over a connected socket: what ``sock.makefile('rb',
     bufsize)`` returns, with the same results for every chunking of the
@@ -112,14 +140,38 @@ class SocketReader(_Locked):
     timed out object")``), like ``socket.SocketIO``.  Like makefile(), the
     reader holds a reference on the socket (``sock._io_refs``): closing the
     socket while the reader is open only closes it when the reader closes.
+
+    Limits (fastsock extras; None, the default, is no limit, as makefile()):
+    *max_line* caps what ``readline()`` and iteration return: a line of more
+    than *max_line* bytes (newline included) raises ``fastsock.LineTooLong``
+    as soon as more than *max_line* bytes have arrived without a newline, so
+    no more than about ``max(bufsize, max_line)`` bytes are held for it; its
+    first *max_line* bytes are consumed.  ``readline(limit)`` with a *limit*
+    of at most *max_line* is unchanged.  *line_timeout* (seconds) is a
+    deadline for the whole of one read call (``readline()``, ``read(n)``,
+    ``readinto()``, ...) that has to wait for data, however slowly the bytes
+    trickle in; *idle_timeout* bounds the wait for the first byte of a call
+    that starts with nothing buffered (the time between requests).  Past
+    either, the call raises ``TimeoutError("timed out")`` and the reader,
+    as after a socket timeout, refuses to read again.  Both apply together
+    with the socket's own timeout: whichever expires first.
     """
 
     __slots__ = ("_sock", "_fast", "_bufsize", "_buf", "_view", "_pos", "_end",
                  "_closed", "_timed_out", "_ref", "_lock", "_owner", "_writer",
-                 "_peer_pending", "__weakref__")
+                 "_peer_pending", "_max_line", "_line_timeout", "_idle_timeout",
+                 "_limited", "_dl_call", "_dl_idle", "__weakref__")
 
-    def __init__(self, sock, bufsize=-1):
+    def __init__(self, sock, bufsize=-1, *, max_line=None, line_timeout=None,
+                 idle_timeout=None):
         bufsize = _bufsize_arg(bufsize, _DEFAULT_BUFFER_SIZE)
+        # Limits (see the class docstring).  Durations are 0.0 when unset.
+        self._max_line = _max_line_arg(max_line)
+        self._line_timeout = _seconds_arg(line_timeout, "line_timeout")
+        self._idle_timeout = _seconds_arg(idle_timeout, "idle_timeout")
+        self._limited = self._line_timeout > 0.0 or self._idle_timeout > 0.0
+        self._dl_call = 0.0     # deadline of the current call (0.0: none)
+        self._dl_idle = 0.0     # deadline for its first byte (0.0: none, or got it)
         self._sock = sock
         self._fast = type(sock) is _SOCKET
         self._bufsize = bufsize
@@ -153,6 +205,8 @@ class SocketReader(_Locked):
             # The handler has used up its input: what its wfile held back
             # goes out before we wait for more.
             self._writer._flush_pending()
+        if self._limited:
+            return self._recv_into_limited(view, size, flags)
         sock = self._sock
         while True:
             try:
@@ -174,6 +228,70 @@ class SocketReader(_Locked):
             raise OSError("raw readinto() returned invalid length %d "
                           "(should have been between 0 and %d)" % (n, size))
         return n
+
+    def _recv_into_limited(self, view, size, flags):
+        # _recv_into() within the call's deadlines (line_timeout/idle_timeout):
+        # the socket waits by itself, so its timeout is shortened to the
+        # deadline for each recv_into().
+        limit = self._call_deadline()
+        sock = self._sock
+        timeout = None
+        narrowed = False
+        try:
+            while True:
+                if limit > 0.0:
+                    left = limit - _monotonic()
+                    if left <= 0.0:
+                        self._timed_out = True
+                        raise TimeoutError("timed out")
+                    if not narrowed:
+                        timeout = sock.gettimeout()
+                    if timeout is None or 0.0 < left < timeout:
+                        sock.settimeout(left)
+                        narrowed = True
+                try:
+                    if flags:
+                        n = sock.recv_into(view, size, flags)
+                    else:
+                        n = sock.recv_into(view)
+                except TimeoutError:
+                    self._timed_out = True
+                    raise
+                except InterruptedError:
+                    continue
+                except OSError as exc:
+                    if exc.errno in _BLOCKING_ERRNOS:
+                        return None
+                    raise
+                break
+        finally:
+            if narrowed:
+                sock.settimeout(timeout)
+        if not 0 <= n <= size:
+            raise OSError("raw readinto() returned invalid length %d "
+                          "(should have been between 0 and %d)" % (n, size))
+        self._dl_idle = 0.0     # the call is no longer waiting for its first byte
+        return n
+
+    def _arm(self):
+        """Start the deadlines of a read call that may wait for data (call
+        with the lock held, when a duration is set)."""
+        now = _monotonic()
+        self._dl_call = now + self._line_timeout if self._line_timeout > 0.0 else 0.0
+        self._dl_idle = (now + self._idle_timeout
+                         if self._idle_timeout > 0.0 and self._readahead() == 0
+                         else 0.0)
+
+    def _call_deadline(self):
+        """The deadline for the next recv of this call (0.0: none); raises
+        TimeoutError once it has passed, whether or not data is waiting."""
+        dl = self._dl_call
+        if self._dl_idle > 0.0 and (dl == 0.0 or self._dl_idle < dl):
+            dl = self._dl_idle
+        if dl > 0.0 and _monotonic() >= dl:
+            self._timed_out = True
+            raise TimeoutError("timed out")
+        return dl
 
     def _raw_readall(self):
         """RawIOBase.readall(): read until EOF; None if nothing could be
@@ -224,6 +342,8 @@ class SocketReader(_Locked):
         self._check_closed("read of closed file")
         self._enter()
         try:
+            if self._limited:
+                self._arm()
             if not self._bufsize:
                 if n < 0:
                     return self._raw_readall()
@@ -304,6 +424,8 @@ class SocketReader(_Locked):
             return b""
         self._enter()
         try:
+            if self._limited:
+                self._arm()
             have = self._readahead()
             if have > 0:
                 return self._take(min(have, n))
@@ -333,6 +455,8 @@ class SocketReader(_Locked):
             self._check_closed("readinto of closed file")
             self._enter()
             try:
+                if self._limited:
+                    self._arm()
                 if not self._bufsize:
                     return self._recv_into(view)
                 return self._readinto_buffered(view, one)
@@ -388,6 +512,8 @@ class SocketReader(_Locked):
         self._check_closed("peek of closed file")
         self._enter()
         try:
+            if self._limited:
+                self._arm()
             if not self._bufsize:
                 size = n if n > 0 else _DEFAULT_BUFFER_SIZE
                 buf = bytearray(size)
@@ -411,13 +537,57 @@ class SocketReader(_Locked):
         limit >= 0; what remains at EOF (b'' at EOF)."""
         limit = _size_arg(limit)
         self._check_closed("readline of closed file")
+        if self._max_line >= 0 and (limit < 0 or limit > self._max_line):
+            return self._readline_capped()
         self._enter()
         try:
+            if self._limited:
+                self._arm()
             if not self._bufsize:
                 return self._readline_unbuffered(limit)
             return self._readline(limit)
         finally:
             self._leave()
+
+    def _readline_capped(self):
+        # Read at most max_line bytes; more without a newline: too long.
+        limit = self._max_line
+        self._enter()
+        try:
+            if self._limited:
+                self._arm()
+            if not self._bufsize:
+                line = self._readline_unbuffered(limit)
+            else:
+                if (self._readahead() > limit
+                        and self._buf.find(b"\n", self._pos, self._pos + limit) < 0):
+                    self._pos += limit
+                    self._line_too_long()
+                line = self._readline(limit)
+            if len(line) == limit and line[limit - 1] != 10 and self._more_input():
+                self._line_too_long()
+            return line
+        finally:
+            self._leave()
+
+    def _line_too_long(self):
+        raise LineTooLong("line longer than %d bytes (max_line)" % self._max_line)
+
+    def _more_input(self):
+        """After max_line bytes of a line without a newline: does at least
+        one more byte follow?  Waits for it (or EOF) as readline would; a
+        non-blocking socket without it says no.  Buffered, the byte stays
+        buffered; unbuffered, it is peeked (read, where peeking is not
+        possible)."""
+        if self._bufsize:
+            if self._readahead() > 0:
+                return True
+            self._end = -1
+            n = self._fill()
+            self._pos = 0
+            return bool(n)
+        n = self._recv_into(self._view[:1], _MSG_PEEK if self._fast else 0)
+        return bool(n)
 
     def _readline(self, limit):
         buf = self._buf
@@ -543,6 +713,21 @@ class SocketReader(_Locked):
     @property
     def mode(self):
         return "rb"
+
+    @property
+    def max_line(self):
+        """The longest line readline() returns, or None (no limit)."""
+        return self._max_line if self._max_line >= 0 else None
+
+    @property
+    def line_timeout(self):
+        """Seconds one read call may take when it has to wait, or None."""
+        return self._line_timeout if self._line_timeout > 0.0 else None
+
+    @property
+    def idle_timeout(self):
+        """Seconds a call may wait for its first byte, or None."""
+        return self._idle_timeout if self._idle_timeout > 0.0 else None
 
     @property
     def name(self):
