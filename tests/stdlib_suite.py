@@ -35,12 +35,13 @@ import unittest
 # Public fastsock names that are not part of socketserver's API and are
 # deliberately kept out of ``__all__`` (see fastsock/__init__.py): install()
 # and uninstall() swap fastsock in for the stdlib module, the ThreadPool*
-# servers are fastsock's pooled alternative to ThreadingMixIn, BACKEND and
-# EXTRAS are data.
+# servers are fastsock's pooled alternative to ThreadingMixIn, LineTooLong is
+# what a reader with max_line raises, BACKEND and EXTRAS are data.
 FASTSOCK_EXTRAS = frozenset({
     "install", "uninstall",
     "ThreadPoolMixIn", "ThreadPoolTCPServer", "ThreadPoolUDPServer",
     "ThreadPoolUnixStreamServer", "ThreadPoolUnixDatagramServer",
+    "LineTooLong",
     "BACKEND", "EXTRAS",
 })
 

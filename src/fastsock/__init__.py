@@ -11,6 +11,7 @@ import os
 import socket
 
 from ._backend import BACKEND
+from ._errors import LineTooLong
 from ._server import (
     BaseServer, TCPServer, UDPServer, ThreadingMixIn,
     ThreadingTCPServer, ThreadingUDPServer,
@@ -28,7 +29,7 @@ __version__ = "0.1.0"
 #: fastsock's additions to the socketserver API (not in ``__all__``, which
 #: stays exactly the stdlib's so ``from fastsock import *`` is a drop-in).
 EXTRAS = ["install", "uninstall", "ThreadPoolMixIn", "ThreadPoolTCPServer", "ThreadPoolUDPServer",
-          "ThreadPoolUnixStreamServer", "ThreadPoolUnixDatagramServer"]
+          "ThreadPoolUnixStreamServer", "ThreadPoolUnixDatagramServer", "LineTooLong"]
 
 # The public names of CPython 3.13's socketserver, in its order, under the
 # same platform conditions.
