@@ -54,6 +54,29 @@ class StreamRequestHandler(BaseRequestHandler):
     ``disable_nagle_algorithm`` (sets TCP_NODELAY) keep their stdlib meaning.
     ``tcp_nodelay`` (fastsock, default True) sets TCP_NODELAY on TCP
     connections even when ``disable_nagle_algorithm`` is False.
+
+    Limits and deadlines (fastsock; each None by default = no limit, as in
+    the stdlib), given to ``rfile`` (see ``SocketReader``):
+
+    ``max_line_size``
+        longest line, newline included, that ``rfile.readline()`` (or
+        iterating ``rfile``) returns; a longer one raises
+        ``fastsock.LineTooLong`` as soon as more than that many bytes have
+        arrived without a newline, so a client cannot make the server buffer
+        an endless line.  ``readline(limit)`` with a smaller limit is
+        unaffected (http.server's ``readline(65537)`` is capped).
+    ``line_timeout``
+        seconds one ``rfile`` read call (a ``readline()``, ``read(n)``...)
+        may take in all when it has to wait for data: a client trickling a
+        byte now and then cannot hold it open past that (slowloris).
+    ``idle_timeout``
+        seconds a read may wait for its first byte when nothing is buffered:
+        how long a keep-alive connection may sit idle between requests.
+
+    They combine with ``timeout`` (the socket's per-operation timeout):
+    whichever expires first raises ``TimeoutError``, and ``rfile`` refuses
+    to read again.  The exceptions reach ``handle_error`` like any other;
+    ``ThreadPoolMixIn`` with ``quiet_disconnects`` logs them at DEBUG.
     """
 
     rbufsize = -1
@@ -66,6 +89,10 @@ class StreamRequestHandler(BaseRequestHandler):
     #: delayed ACK (about 40 ms) before its last piece leaves.  Replies to
     #: pipelined requests are still sent together (see SocketWriter).
     tcp_nodelay = True
+    #: fastsock extras: limits of ``rfile`` (None: no limit; see above).
+    max_line_size = None
+    line_timeout = None
+    idle_timeout = None
 
     #: the core whose streams this handler uses
     _core = _backend.core
@@ -84,7 +111,16 @@ class StreamRequestHandler(BaseRequestHandler):
             except (OSError, AttributeError):
                 pass  # not TCP (a Unix socket), or not a socket at all
         core = self._core
-        self.rfile = core.SocketReader(self.connection, self.rbufsize)
+        # getattr again, for the same stdlib handler classes.
+        max_line = getattr(self, "max_line_size", None)
+        line_timeout = getattr(self, "line_timeout", None)
+        idle_timeout = getattr(self, "idle_timeout", None)
+        if max_line is None and line_timeout is None and idle_timeout is None:
+            self.rfile = core.SocketReader(self.connection, self.rbufsize)
+        else:
+            self.rfile = core.SocketReader(self.connection, self.rbufsize,
+                                           max_line=max_line, line_timeout=line_timeout,
+                                           idle_timeout=idle_timeout)
         # Given the rfile, an unbuffered wfile coalesces the replies to
         # pipelined requests (see SocketWriter; nothing is held back once
         # the handler runs out of input or pauses).
