@@ -11,11 +11,10 @@ never performance assertions.
 import contextlib
 import http.server
 import inspect
-import io
 import logging
 import signal
 import socket
-import ssl
+import sys
 import threading
 import time
 import tracemalloc
@@ -524,7 +523,7 @@ def recording_server(ss, base, handler, **attrs):
     server = type("Recording", (base,), {
         "errors": None,
         "handle_error": lambda self, request, address: self.errors.append(
-            __import__("sys").exc_info()[1]),
+            sys.exc_info()[1]),
         **attrs,
     })((HOST, 0), handler)
     server.errors = []
