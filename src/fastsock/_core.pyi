@@ -1,5 +1,6 @@
-# Type stub for fastsock._core; fastsock._core_py (the pure twin) has the
-# same names and signatures and is checked against this file by the tests.
+# Type stub for fastsock._core.  fastsock._core_py (the pure twin) has the
+# same names and signatures; tests/test_parity.py checks both against this
+# file, so there is no second copy of it for the twin.
 import socket
 from collections.abc import Iterable, Iterator
 from types import TracebackType

@@ -689,7 +689,9 @@ class ThreadPoolMixIn(ThreadingMixIn):
     max_queue = None          # None: the same as max_workers
     worker_idle_timeout = 60.0
     #: A client that disconnects mid-request (BrokenPipeError,
-    #: ConnectionResetError, ConnectionAbortedError) is logged at DEBUG on
+    #: ConnectionResetError, ConnectionAbortedError), times out
+    #: (TimeoutError: the handler's timeout, line_timeout, idle_timeout) or
+    #: sends an over-long line (fastsock.LineTooLong) is logged at DEBUG on
     #: the "fastsock" logger instead of going through handle_error's
     #: traceback.  False: report them like any other error, as the stdlib.
     quiet_disconnects = True
