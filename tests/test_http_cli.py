@@ -25,6 +25,18 @@ class Hello(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_HEAD(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "42")
+        self.end_headers()
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(201)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.upper())
+
     def log_message(self, *args):
         pass
 
@@ -41,6 +53,12 @@ def test_ready_made_server_serves_stdlib_handler(core, monkeypatch):
             response = conn.getresponse()
             assert response.status == 200
             assert response.read() == ("%s /%d" % (core.SocketReader.__module__, i)).encode()
+        conn.request("HEAD", "/")
+        response = conn.getresponse()
+        assert response.status == 200 and response.read() == b""
+        conn.request("POST", "/", body=b"keep-alive post " * 500)
+        response = conn.getresponse()
+        assert response.status == 201 and response.read() == b"KEEP-ALIVE POST " * 500
         conn.close()
     fhttp._accelerated.clear()
 
