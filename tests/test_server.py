@@ -810,3 +810,28 @@ def test_forking_reaps_only_its_own_children(ss):
         for _ in range(4):   # each new request waits for the previous child
             assert tcp_exchange(server.server_address, b"") == b"ok\n"
     assert app_child.wait(10) == 7
+
+
+def test_default_backlog_takes_a_burst(ss):
+    # 200 clients connect at once while the server is not accepting yet: with
+    # the stdlib's backlog of 5 most of them hang in SYN retries.
+    import select
+    assert ss.TCPServer.request_queue_size == socket.SOMAXCONN
+    with ss.TCPServer((HOST, 0), ss.StreamRequestHandler) as server:
+        clients = []
+        try:
+            for _ in range(200):
+                client = socket.socket()
+                clients.append(client)
+                client.setblocking(False)
+                client.connect_ex(server.server_address)
+            pending = list(clients)
+            deadline = time.monotonic() + 5
+            while pending and time.monotonic() < deadline:
+                _, writable, _ = select.select([], pending, [], 0.1)
+                pending = [c for c in pending if c not in writable]
+            assert not pending, "%d of 200 connects did not complete" % len(pending)
+            assert all(c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 for c in clients)
+        finally:
+            for client in clients:
+                client.close()
