@@ -52,6 +52,9 @@ def _run():
                 done = True
             if done:
                 _pending.discard(writer)
+        # Do not keep the last writer (its socket, reader and buffer) alive
+        # while this thread sleeps.
+        writer = None
         if not _pending:
             _wake.clear()
             if _pending:  # registered between the check and the clear
