@@ -560,9 +560,11 @@ def test_thread_pool_reuses_workers(ss, kind):
     finally:
         if family == socket.AF_UNIX and os.path.exists(address):
             os.unlink(address)
-    # Sequential connections are served by very few reused workers.
+    # Sequential connections are served by very few reused workers.  (A
+    # worker that just finished may not be idle yet when the next request
+    # comes, so one more can be started that then gets no work.)
     assert 1 <= len(seen) <= 3, seen
-    assert stats["workers"] == len(seen) and stats["queued"] == 0
+    assert len(seen) <= stats["workers"] <= 3 and stats["queued"] == 0, stats
     assert server.pool_stats["workers"] == 0  # joined on close
 
 
