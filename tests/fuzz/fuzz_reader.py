@@ -50,7 +50,6 @@ where atheris is installed.  Each input is bounded by a watchdog (``FASTSOCK_FUZ
 10 s): a hang is reported as a crash, with its input.
 """
 import array
-import gc
 import hashlib
 import inspect
 import io
@@ -104,6 +103,10 @@ SCENARIOS = ("queued", "nonblock", "timeout", "writer", "writer-nb", "coalesce",
 
 class Mismatch(AssertionError):
     """The streams under test and the stdlib's disagree."""
+
+
+class KnownDifference(Exception):
+    """A reported, accepted difference after which the scenario cannot go on."""
 
 
 # -- decoding the input --------------------------------------------------------
@@ -353,24 +356,6 @@ def drain(sock):
     return b"".join(chunks)
 
 
-def flusher_holds(sock):
-    """1 if the flusher thread's loop variable still holds a (closed) writer
-    of sock after its last round -- finding 3 in docs/hardening.md:
-    it is let go at the flusher's next round -- else 0."""
-    from fastsock import _flusher
-    thread = getattr(_flusher, "_thread", None)
-    frame = sys._current_frames().get(thread.ident) if thread is not None else None
-    while frame is not None:
-        if frame.f_code.co_name == "_run":
-            writer = frame.f_locals.get("writer")
-            if writer is None or not writer.closed:
-                return 0
-            held = getattr(writer, "_sock", None)       # the pure twin
-            return int(held is sock or any(obj is sock for obj in gc.get_referents(writer)))
-        frame = frame.f_back
-    return 0
-
-
 class Pairs:
     """Two socketpairs, ours and the stdlib's, closed by close()."""
 
@@ -394,7 +379,7 @@ class Pairs:
         """The streams (closed and dropped) gave back what they took."""
         same("_io_refs after close", self.ours._io_refs, self.ref._io_refs)
         deadline = time.monotonic() + 1.0
-        while sys.getrefcount(self.ours) - flusher_holds(self.ours) != self.refcount:
+        while sys.getrefcount(self.ours) != self.refcount:
             # The flusher thread may still hold a writer for a moment.
             if time.monotonic() > deadline:
                 raise Mismatch("socket refcount %d after the streams are gone, %d before"
@@ -696,6 +681,16 @@ def scenario_coalesce(src):
                         same(label, outcome(writer.write, data)[:2], ("raised", ValueError))
                 else:
                     res = outcome(writer.write, data), outcome(ref_writer.write, data)
+                    if (CORE_NAME == "python" and timed and res[1][0] == "ok"
+                            and res[0][:2] == ("raised", TimeoutError)):
+                        # 7. The pure twin sends what it held back, then
+                        #    sendall()s the new write: sendall() with a timeout
+                        #    polls first, and an AF_UNIX socket polls writable
+                        #    only while at most 1/4 of its send buffer is in
+                        #    use, so it times out although the send would
+                        #    fit.  The compiled core tries the send first.
+                        #    The streams now differ: stop here.
+                        raise KnownDifference(label)
                     same_write(label, *res)
                     # A write refused (TypeError...) sends nothing held back.
                     must_be_sent = res[0][0] == "ok" and (at_eof or reader_closed)
@@ -747,14 +742,17 @@ def scenario_coalesce(src):
 def run_one(data):
     src = Source(data)
     mode = src.pick(SCENARIOS)
-    if mode in ("queued", "nonblock", "timeout"):
-        scenario_reader(src, mode)
-    elif mode == "writer":
-        scenario_writer(src, False)
-    elif mode == "writer-nb":
-        scenario_writer(src, True)
-    else:
-        scenario_coalesce(src)
+    try:
+        if mode in ("queued", "nonblock", "timeout"):
+            scenario_reader(src, mode)
+        elif mode == "writer":
+            scenario_writer(src, False)
+        elif mode == "writer-nb":
+            scenario_writer(src, True)
+        else:
+            scenario_coalesce(src)
+    except KnownDifference:
+        pass
 
 
 # -- the watchdog and the two engines ---------------------------------------------------
@@ -917,6 +915,17 @@ def main():
     banner("atheris %s" % getattr(atheris, "__version__", ""))
     instrument_harness()
     argv = list(sys.argv)
+    # libFuzzer adds new inputs to the first corpus directory: never to the
+    # committed seeds.
+    seeds = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seeds")
+    dirs = [i for i, arg in enumerate(argv[1:], 1)
+            if not arg.startswith("-") and os.path.isdir(arg)]
+    if dirs and os.path.samefile(argv[dirs[0]], seeds) and not any(
+            arg.startswith("-merge") for arg in argv):
+        import tempfile
+        scratch = tempfile.mkdtemp(prefix="fuzz_reader-corpus-")
+        sys.stderr.write("INFO: new inputs go to %s, not to the seeds\n" % scratch)
+        argv.insert(dirs[0], scratch)
     # Inputs are choices, not a format: long ones from the start.
     for flag, default in (("-max_len=", "1024"), ("-len_control=", "0")):
         if not any(arg.startswith(flag) for arg in argv):
