@@ -123,3 +123,19 @@ def test_tls_plaintext_client_is_dropped_quietly(ss, contexts, capfd):
         # and the server still serves TLS clients
         assert tls_exchange(client_ctx, server.server_address, b"ok\n") == b"ok\n"
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_tls_client_reset_before_handshake_is_quiet(ss, contexts, capfd):
+    import struct
+    server_ctx, client_ctx = contexts
+    cls = type("TLS", (ss.TCPServer,), {"ssl_context": server_ctx})
+    server = cls((HOST, 0), echo(ss))
+    server.seen = []
+    with server:
+        client = socket.create_connection(server.server_address)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()                      # RST before any handshake byte
+        time.sleep(0.1)
+        server.handle_request()
+    assert "Traceback" not in capfd.readouterr().err
+    assert server.seen == []

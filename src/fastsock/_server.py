@@ -386,15 +386,27 @@ class TCPServer(BaseServer):
 
     def _tls_handshake(self, request, client_address):
         timeout = request.gettimeout()
-        tls = self.ssl_context.wrap_socket(request, server_side=True,
-                                           do_handshake_on_connect=False)
+        tls = None
         try:
+            # A client that already reset: drop it while the plain socket is
+            # still ours to close (a failing wrap_socket() would leave a
+            # half-built SSLSocket owning the descriptor).
+            request.getpeername()
+        except OSError as exc:
+            logger.debug("TLS client %s gone before the handshake: %r", client_address, exc)
+            return None
+        try:
+            # Inside the try: a client that resets before the handshake makes
+            # wrap_socket() itself fail (ENOTCONN), which is routine too.
+            tls = self.ssl_context.wrap_socket(request, server_side=True,
+                                               do_handshake_on_connect=False)
             tls.settimeout(self.ssl_handshake_timeout)
             tls.do_handshake()
             tls.settimeout(timeout)
         except (OSError, ValueError) as exc:  # ssl.SSLError, TimeoutError, resets
             logger.debug("TLS handshake with %s failed: %r", client_address, exc)
-            tls.close()
+            if tls is not None:
+                tls.close()
             return None
         return tls
 
