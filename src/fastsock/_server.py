@@ -33,6 +33,7 @@ import traceback
 from time import monotonic
 
 from . import _backend
+from ._stats import StatsExporter as _StatsExporter, _Counters, _LazyCounters
 
 #: fastsock's logger: handle_error() and the servers' own messages.
 logger = logging.getLogger("fastsock")
@@ -84,6 +85,10 @@ class BaseServer:
 
     timeout = None
 
+    # fastsock: the counters behind stats() (a _stats._Counters, created on
+    # first use and kept in the instance's __dict__).
+    _fastsock_counters = _LazyCounters()
+
     def __init__(self, server_address, RequestHandlerClass):
         """Constructor.  May be extended, do not override."""
         self.server_address = server_address
@@ -92,6 +97,7 @@ class BaseServer:
         self.__shutdown_request = False
         self.__waker = None
         self.__waker_lock = threading.Lock()
+        self._fastsock_counters   # uptime counts from here
 
     def server_activate(self):
         """Called by the constructor to activate the server.  May be overridden."""
@@ -206,20 +212,28 @@ class BaseServer:
         The caller has seen the socket readable, but get_request() may still
         block or fail; OSError from it is ignored.
         """
+        counters = self._fastsock_counters
         try:
             request, client_address = self.get_request()
         except OSError:
+            with counters.lock:
+                counters.accept_errors += 1
             return
+        with counters.lock:
+            counters.accepted += 1
         if self.verify_request(request, client_address):
             try:
                 self.process_request(request, client_address)
             except Exception:
+                self._fastsock_count_error()
                 self.handle_error(request, client_address)
                 self.shutdown_request(request)
             except:
                 self.shutdown_request(request)
                 raise
         else:
+            with counters.lock:
+                counters.rejected_verify += 1
             self.shutdown_request(request)
 
     def handle_timeout(self):
@@ -237,11 +251,19 @@ class BaseServer:
 
     def server_close(self):
         """Clean up the server.  May be overridden."""
-        pass
+        self._fastsock_stop_exporters()
 
     def finish_request(self, request, client_address):
         """Finish one request by instantiating RequestHandlerClass."""
-        self.RequestHandlerClass(request, client_address, self)
+        counters = self._fastsock_counters
+        with counters.lock:
+            counters.active += 1
+        try:
+            self.RequestHandlerClass(request, client_address, self)
+        finally:
+            with counters.lock:
+                counters.active -= 1
+                counters.completed += 1
 
     def shutdown_request(self, request):
         """Called to shut down and close an individual request."""
@@ -250,6 +272,43 @@ class BaseServer:
     def close_request(self, request):
         """Called to clean up an individual request."""
         pass
+
+    # -- fastsock: statistics ------------------------------------------------
+
+    def stats(self):
+        """A consistent snapshot of the server's counters and gauges: a
+        frozen ``fastsock.ServerStats`` (see there for what each counts)."""
+        return self._fastsock_counters.snapshot(self._fastsock_gauges())
+
+    def _fastsock_gauges(self):
+        # Gauges a mix-in knows better than the counters (pool, children).
+        return {}
+
+    def _fastsock_count_error(self):
+        # Called (in an except block) just before handle_error().
+        exc = sys.exc_info()[1]
+        counters = self._fastsock_counters
+        with counters.lock:
+            counters.errors += 1
+            if isinstance(exc, _ROUTINE_DISCONNECTS):
+                counters.disconnects += 1
+
+    def export_stats(self, callback, interval=10.0, *, final=True):
+        """Start calling ``callback(self.stats())`` every *interval* seconds
+        from a daemon thread; return the ``fastsock.StatsExporter`` (its
+        ``stop()`` ends it).  ``server_close()`` stops every exporter of the
+        server, with a last export when *final* is true.  Exceptions from
+        *callback* are logged on the ``fastsock`` logger and never reach
+        the server."""
+        exporter = _StatsExporter(self, callback, interval, final=final)
+        with self.__waker_lock:
+            vars(self).setdefault("_fastsock_exporters", []).append(exporter)
+        return exporter.start()
+
+    def _fastsock_stop_exporters(self):
+        exporters = vars(self).pop("_fastsock_exporters", None)
+        for exporter in exporters or ():
+            exporter.stop()
 
     def handle_error(self, request, client_address):
         """Handle an exception raised while processing a request.
@@ -328,6 +387,7 @@ class TCPServer(BaseServer):
     def server_close(self):
         """Close the listening socket.  May be overridden."""
         self.socket.close()
+        self._fastsock_stop_exporters()
 
     def fileno(self):
         """Return the socket's file descriptor (what the serve loop waits on)."""
@@ -376,6 +436,9 @@ class TCPServer(BaseServer):
             return super().finish_request(request, client_address)
         tls = self._tls_handshake(request, client_address)
         if tls is None:
+            counters = self._fastsock_counters
+            with counters.lock:
+                counters.rejected_tls += 1
             return
         try:
             super().finish_request(tls, client_address)
@@ -512,12 +575,15 @@ if hasattr(os, "fork"):
             for pid in self.active_children.copy():
                 try:
                     flags = 0 if blocking else os.WNOHANG
-                    done, _ = os.waitpid(pid, flags)
+                    done, status = os.waitpid(pid, flags)
                     # A child that has not exited yet gives (0, 0).
-                    self.active_children.discard(done)
+                    if done:
+                        self.active_children.discard(done)
+                        self._fastsock_count_child(status)
                 except ChildProcessError:
                     # Already reaped by someone else.
                     self.active_children.discard(pid)
+                    self._fastsock_count_child(None)
                 except OSError:
                     pass
 
@@ -541,28 +607,41 @@ if hasattr(os, "fork"):
                             for fd in pidfds:
                                 poller.register(fd, select.POLLIN)
                             poller.poll()
-                        self._reap_exited(children)
+                        self._fastsock_reap_exited(children)
                         return
                 finally:
                     for fd in pidfds or ():
                         os.close(fd)
             # No pidfds: look at each child, sleeping briefly between rounds.
             while len(children) >= self.max_children:
-                if not self._reap_exited(children):
+                if not self._fastsock_reap_exited(children):
                     time.sleep(0.01)
 
-        @staticmethod
-        def _reap_exited(children):
+        def _fastsock_reap_exited(self, children):
             reaped = 0
             for pid in list(children):
                 try:
-                    done, _ = os.waitpid(pid, os.WNOHANG)
+                    done, status = os.waitpid(pid, os.WNOHANG)
                 except ChildProcessError:
-                    done = pid
+                    done, status = pid, None
                 if done:
                     children.discard(pid)
+                    self._fastsock_count_child(status)
                     reaped += 1
             return reaped
+
+        def _fastsock_count_child(self, status):
+            # A child reaped: its request is complete; a non-zero exit
+            # status means it went through handle_error() (or died).
+            counters = self._fastsock_counters
+            with counters.lock:
+                counters.completed += 1
+                if status:
+                    counters.errors += 1
+
+        def _fastsock_gauges(self):
+            children = self.active_children
+            return {"active": len(children) if children else 0}
 
         def handle_timeout(self):
             """Reap children when handle_request() times out."""
@@ -584,6 +663,11 @@ if hasattr(os, "fork"):
                 return
             # Child: handle the request, then leave without unwinding the
             # parent's stack (no atexit handlers, no finally blocks above).
+            # Counters of its own: another thread of the parent may have
+            # held the parent's lock at fork time, and nothing the child
+            # counts reaches the parent anyway.
+            vars(self)["_fastsock_counters"] = _Counters()
+            vars(self).pop("_fastsock_exporters", None)
             status = 1
             try:
                 self.finish_request(request, client_address)
@@ -660,6 +744,7 @@ class ThreadingMixIn:
         try:
             self.finish_request(request, client_address)
         except Exception:
+            self._fastsock_count_error()
             self.handle_error(request, client_address)
         finally:
             self.shutdown_request(request)
@@ -736,6 +821,14 @@ class ThreadPoolMixIn(ThreadingMixIn):
         pool = vars(self).get("_fastsock_pool")
         if pool is not None:
             pool.close(join=self.block_on_close)
+
+    def _fastsock_gauges(self):
+        pool = vars(self).get("_fastsock_pool")
+        if pool is None:
+            return {}
+        with pool.lock:
+            return {"workers": len(pool.workers), "idle_workers": pool.idle,
+                    "queued": pool.queued}
 
     @property
     def pool_stats(self):
