@@ -229,3 +229,57 @@ def test_default_is_the_stdlib_behaviour(ss):
             sock.sendall(b"hello\n")
             assert sock.recv(100) == b"hello\n"
     assert seen == [None]
+
+
+def test_tls_client_that_never_reads(ss):
+    # wfile over an ssl.SSLSocket: the socket's timeout is narrowed per send.
+    pytest.importorskip("cryptography")
+    ssl = pytest.importorskip("ssl")
+    import tempfile
+    import test_tls     # its certificate maker, called directly
+
+    class Factory:  # build the contexts without pytest's fixture machinery
+        def mktemp(self, name):
+            import pathlib
+            return pathlib.Path(tempfile.mkdtemp(prefix="fastsock-tls-"))
+
+    certfile, keyfile = test_tls.cert_files.__wrapped__(Factory())
+    try:
+        server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_ctx.load_cert_chain(certfile, keyfile)
+        client_ctx = ssl.create_default_context(cafile=certfile)
+    finally:
+        os.unlink(certfile)
+        os.unlink(keyfile)
+        os.rmdir(os.path.dirname(certfile))
+    errors = []
+    done = threading.Event()
+
+    class Handler(ss.StreamRequestHandler):
+        write_timeout = 0.3
+
+        def handle(self):
+            self.rfile.readline()
+            while True:
+                self.wfile.write(b"x" * (1 << 20))
+
+        def finish(self):
+            try:
+                super().finish()
+            finally:
+                done.set()
+
+    class Server(ss.ThreadingTCPServer):
+        ssl_context = server_ctx
+
+        def handle_error(self, request, client_address):
+            errors.append(sys.exc_info()[1])
+
+    server = Server((HOST, 0), Handler)
+    with serving(server, poll_interval=0.05):
+        with socket.create_connection(server.server_address, timeout=30) as raw:
+            with client_ctx.wrap_socket(raw, server_hostname=HOST) as client:
+                client.sendall(b"go\n")
+                assert done.wait(30)
+    assert len(errors) == 1 and isinstance(errors[0], TimeoutError), errors
+    assert server.stats().bytes_out > 0

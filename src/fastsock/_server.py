@@ -607,17 +607,17 @@ if hasattr(os, "fork"):
                             for fd in pidfds:
                                 poller.register(fd, select.POLLIN)
                             poller.poll()
-                        self._fastsock_reap_exited(children)
+                        self._reap_exited(children)
                         return
                 finally:
                     for fd in pidfds or ():
                         os.close(fd)
             # No pidfds: look at each child, sleeping briefly between rounds.
             while len(children) >= self.max_children:
-                if not self._fastsock_reap_exited(children):
+                if not self._reap_exited(children):
                     time.sleep(0.01)
 
-        def _fastsock_reap_exited(self, children):
+        def _reap_exited(self, children):
             reaped = 0
             for pid in list(children):
                 try:
