@@ -305,7 +305,14 @@ class BaseServer:
             vars(self).setdefault("_fastsock_exporters", []).append(exporter)
         return exporter.start()
 
-    def _fastsock_stop_exporters(self):
+    # Which server_close() stops the exporters: the one that runs last, once
+    # the requests have finished (a mix-in's, after it joins its threads,
+    # pool or children), so their final export has the final totals.
+    _fastsock_closer = "base"
+
+    def _fastsock_stop_exporters(self, closer="base"):
+        if closer != self._fastsock_closer:
+            return
         exporters = vars(self).pop("_fastsock_exporters", None)
         for exporter in exporters or ():
             exporter.stop()
@@ -680,9 +687,12 @@ if hasattr(os, "fork"):
                 finally:
                     os._exit(status)
 
+        _fastsock_closer = "forking"
+
         def server_close(self):
             super().server_close()
             self.collect_children(blocking=self.block_on_close)
+            self._fastsock_stop_exporters("forking")
 
 
 class _Threads(list):
@@ -759,9 +769,12 @@ class ThreadingMixIn:
         self._threads.append(thread)
         thread.start()
 
+    _fastsock_closer = "threading"
+
     def server_close(self):
         super().server_close()
         self._threads.join()
+        self._fastsock_stop_exporters("threading")
 
 
 class ThreadPoolMixIn(ThreadingMixIn):
@@ -816,11 +829,14 @@ class ThreadPoolMixIn(ThreadingMixIn):
         """Queue the request for a worker thread (blocks while the queue is full)."""
         self._pool().submit(request, client_address)
 
+    _fastsock_closer = "pool"
+
     def server_close(self):
         super().server_close()
         pool = vars(self).get("_fastsock_pool")
         if pool is not None:
             pool.close(join=self.block_on_close)
+        self._fastsock_stop_exporters("pool")
 
     def _fastsock_gauges(self):
         pool = vars(self).get("_fastsock_pool")
