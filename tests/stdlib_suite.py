@@ -36,12 +36,14 @@ import unittest
 # deliberately kept out of ``__all__`` (see fastsock/__init__.py): install()
 # and uninstall() swap fastsock in for the stdlib module, the ThreadPool*
 # servers are fastsock's pooled alternative to ThreadingMixIn, LineTooLong is
-# what a reader with max_line raises, BACKEND and EXTRAS are data.
+# what a reader with max_line raises, ServerStats/StatsExporter/
+# prometheus_text are server statistics, BACKEND and EXTRAS are data.
 FASTSOCK_EXTRAS = frozenset({
     "install", "uninstall",
     "ThreadPoolMixIn", "ThreadPoolTCPServer", "ThreadPoolUDPServer",
     "ThreadPoolUnixStreamServer", "ThreadPoolUnixDatagramServer",
     "LineTooLong",
+    "ServerStats", "StatsExporter", "prometheus_text",
     "BACKEND", "EXTRAS",
 })
 

@@ -23,13 +23,15 @@ from ._handlers import (
 )
 
 from ._install import install, uninstall
+from ._stats import ServerStats, StatsExporter, prometheus_text
 
 __version__ = "0.1.0"
 
 #: fastsock's additions to the socketserver API (not in ``__all__``, which
 #: stays exactly the stdlib's so ``from fastsock import *`` is a drop-in).
 EXTRAS = ["install", "uninstall", "ThreadPoolMixIn", "ThreadPoolTCPServer", "ThreadPoolUDPServer",
-          "ThreadPoolUnixStreamServer", "ThreadPoolUnixDatagramServer", "LineTooLong"]
+          "ThreadPoolUnixStreamServer", "ThreadPoolUnixDatagramServer", "LineTooLong",
+          "ServerStats", "StatsExporter", "prometheus_text"]
 
 # The public names of CPython 3.13's socketserver, in its order, under the
 # same platform conditions.

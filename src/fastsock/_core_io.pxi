@@ -397,6 +397,7 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
     cdef bint _limited         # a duration is set: calls arm deadlines
     cdef double _dl_call       # deadline of the current call (0.0: none)
     cdef double _dl_idle       # deadline for its first byte (0.0: none, or got it)
+    cdef unsigned long long _nread  # bytes received (peeks not counted)
 
     def __cinit__(self, sock, bufsize=-1, *, max_line=None, line_timeout=None,
                   idle_timeout=None):
@@ -444,6 +445,8 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
             r = self._recv_slow(dst, n, flags, limit)
             if r >= 0:
                 self._dl_idle = 0.0     # no longer waiting for the first byte
+                if not flags & MSG_PEEK:
+                    self._nread += r
             return r
         mode = _SIO_NONBLOCK if nowait else _sio_mode(self._sock.gettimeout(), &deadline)
         if limit > 0.0 and mode != _SIO_NONBLOCK:
@@ -455,6 +458,8 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
         r = _sio_try(fd, dst, <size_t>n, flags, False, &err)
         if r >= 0:
             self._dl_idle = 0.0
+            if not flags & MSG_PEEK:
+                self._nread += r
             return r
         if r == _SIO_ERROR:
             if err != EINTR:
@@ -467,6 +472,8 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
                 r = _sio_io(fd, dst, <size_t>n, flags, False, mode, deadline, &err)
             if r >= 0:
                 self._dl_idle = 0.0
+                if not flags & MSG_PEEK:
+                    self._nread += r
                 return r
             if r == _SIO_AGAIN:
                 return r
@@ -1049,6 +1056,12 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
         return _sio_seconds_value(self._line_timeout)
 
     @property
+    def bytes_read(self):
+        """Bytes received from the socket so far (fastsock extra; bytes
+        only peeked at are not counted)."""
+        return self._nread
+
+    @property
     def idle_timeout(self):
         """Seconds a call may wait for its first byte, or None."""
         return _sio_seconds_value(self._idle_timeout)
@@ -1092,7 +1105,7 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
 
 cdef class SocketWriter(_SocketStream):
     # The first docstring lines give inspect.signature() the class signature.
-    """SocketWriter(sock, bufsize=0, reader=None)
+    """SocketWriter(sock, bufsize=0, reader=None, *, write_timeout=None)
 --
 
 Binary write stream over a connected socket.  With *bufsize* 0 (the
@@ -1111,6 +1124,15 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
     1 ms if the handler pauses (``fastsock._flusher``).  ``write()`` still
     returns the full length; a correct program sees the same bytes, in the
     same order, with fewer send() calls.
+
+    *write_timeout* (seconds, None: none) bounds the time one ``write()``,
+    ``flush()`` or ``close()`` may spend waiting for the peer to take the
+    bytes, in all, however many partial sends it makes (a client that
+    reads slowly but steadily is cut off too once the call has waited that
+    long).  It combines with the socket's own timeout: whichever expires
+    first raises ``TimeoutError``.  Once the write_timeout has expired the
+    writer refuses to send again (``TimeoutError``), and ``close()``
+    discards what is left unsent, so the connection can be dropped at once.
     """
 
     cdef char *_buf
@@ -1122,7 +1144,13 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
     cdef Py_ssize_t _pcap      # capacity of _buf while coalescing
     cdef double _psince        # when the held-back bytes started waiting
 
-    def __cinit__(self, sock, bufsize=0, reader=None):
+    cdef double _write_timeout # 0.0: none
+    cdef double _wdl           # deadline of the current call (0.0: not armed yet)
+    cdef bint _wtimed_out      # write_timeout expired: refuse to send again
+    cdef unsigned long long _nwritten  # bytes the socket has taken
+
+    def __cinit__(self, sock, bufsize=0, reader=None, *, write_timeout=None):
+        self._write_timeout = _sio_seconds_arg(write_timeout, "write_timeout")
         self._bufsize = _sio_bufsize_arg(bufsize)
         if self._bufsize:
             self._buf = <char *>PyMem_Malloc(self._bufsize)
@@ -1152,9 +1180,11 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
         raises).  0, or 1 if a non-blocking socket would block.  overall: one
         deadline for the whole (sendall()), else one per send() call
         (socket.SocketIO.write())."""
-        cdef int fd, mode, err = 0
-        cdef double deadline = 0.0, timeout = 0.0
+        cdef int fd, mode, wmode, err = 0
+        cdef double deadline = 0.0, timeout = 0.0, wdeadline
         cdef Py_ssize_t r
+        if self._wtimed_out:
+            raise_timeout()
         if not self._fast:
             return self._send_slow(data, n, keep, progress)
         t = self._sock.gettimeout()
@@ -1167,6 +1197,7 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
                          0, True, &err)
             if r >= 0:
                 progress[0] += r
+                self._nwritten += r
                 continue
             if r == _SIO_ERROR:
                 if err != EINTR:
@@ -1175,11 +1206,22 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
                 continue
             if mode == _SIO_NONBLOCK:
                 return 1
+            wmode = mode
+            wdeadline = deadline
+            if self._write_timeout > 0.0:
+                # write_timeout: one deadline for the whole call, armed
+                # when it first has to wait; the socket's, if sooner.
+                if self._wdl == 0.0:
+                    self._wdl = fs_monotonic() + self._write_timeout
+                if wmode == _SIO_BLOCK or self._wdl < wdeadline:
+                    wdeadline = self._wdl
+                wmode = _SIO_TIMEOUT
             with nogil:
                 r = _sio_io(fd, <char *>data + progress[0], <size_t>(n - progress[0]),
-                            0, True, mode, deadline, &err)
+                            0, True, wmode, wdeadline, &err)
             if r >= 0:
                 progress[0] += r
+                self._nwritten += r
                 if n - progress[0] > keep:
                     # A send cut short by a signal: run the handlers before
                     # blocking again.
@@ -1191,6 +1233,8 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
             if r == _SIO_AGAIN:
                 return 1
             if r == _SIO_TIMEDOUT:
+                if self._wdl > 0.0 and wdeadline == self._wdl:
+                    self._wtimed_out = True
                 raise_timeout()
             if err != EINTR:
                 raise_errno(err)
@@ -1202,18 +1246,43 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
                         Py_ssize_t *progress) except -1:
         cdef object view
         cdef object got
+        cdef object timeout = None
         cdef Py_ssize_t r
+        cdef double left
+        cdef bint narrowed
         while n - progress[0] > keep:
             view = PyMemoryView_FromMemory(<char *>data + progress[0],
                                            n - progress[0], PyBUF_READ)
+            narrowed = False
             try:
-                got = self._sock.send(view)
-            except InterruptedError:
-                continue
-            except OSError as exc:
-                if exc.errno in _sio_blocking_errnos:
-                    return 1
-                raise
+                if self._write_timeout > 0.0:
+                    # Not a plain socket (TLS): its own timeout waits, so
+                    # shorten it to what is left of the call's write_timeout.
+                    if self._wdl == 0.0:
+                        self._wdl = fs_monotonic() + self._write_timeout
+                    left = self._wdl - fs_monotonic()
+                    if left <= 0.0:
+                        self._wtimed_out = True
+                        raise_timeout()
+                    timeout = self._sock.gettimeout()
+                    if timeout is None or (timeout > 0.0 and timeout > left):
+                        self._sock.settimeout(left)
+                        narrowed = True
+                try:
+                    got = self._sock.send(view)
+                except InterruptedError:
+                    continue
+                except TimeoutError:
+                    if narrowed:
+                        self._wtimed_out = True
+                    raise
+                except OSError as exc:
+                    if exc.errno in _sio_blocking_errnos:
+                        return 1
+                    raise
+                finally:
+                    if narrowed:
+                        self._sock.settimeout(timeout)
             finally:
                 try:
                     view.release()
@@ -1224,6 +1293,7 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
                 raise OSError("raw write() returned invalid length %d (should "
                               "have been between 0 and %d)" % (r, n - progress[0]))
             progress[0] += r
+            self._nwritten += r
             if n - progress[0] > keep:
                 check_signals()
         return 0
@@ -1250,13 +1320,17 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
                 raise ValueError("write to closed file")
             self._enter()
             try:
+                self._wdl = 0.0         # a new call: write_timeout starts afresh
                 if self._bufsize:
                     return self._write_buffered(<const char *>view.buf, view.len)
                 if self._reader is not None:
                     self._write_coalesced(<const char *>view.buf, view.len)
                     return view.len
-                if not self._fast:
+                if not self._fast and self._write_timeout == 0.0:
+                    if self._wtimed_out:
+                        raise_timeout()
                     self._sock.sendall(b)
+                    self._nwritten += view.len
                 elif self._send(<const char *>view.buf, view.len, 0, True, &progress):
                     raise_errno(EAGAIN)     # what sendall() raises
                 return view.len
@@ -1322,6 +1396,7 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
         """Send what is held back (the reader calls this before it waits)."""
         self._enter()
         try:
+            self._wdl = 0.0
             self._send_held()
         finally:
             self._leave()
@@ -1332,7 +1407,7 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
         True when nothing is held back any more."""
         cdef Py_ssize_t r
         cdef int err = 0
-        if self._end <= self._start:
+        if self._end <= self._start or self._wtimed_out:
             return True
         if self._psince > cutoff:
             return False
@@ -1348,6 +1423,7 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
                     # or flush sends them (and reports any error).
                     return False
                 self._start += r
+                self._nwritten += r
             self._start = self._end = 0
             if self._reader is not None:
                 (<SocketReader>self._reader)._peer_pending = False
@@ -1415,6 +1491,7 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
             raise ValueError("flush of closed file")
         self._enter()
         try:
+            self._wdl = 0.0
             self._flush_unlocked()
         finally:
             self._leave()
@@ -1425,7 +1502,9 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
         if self._closed:
             return
         try:
-            if self._bufsize:
+            if self._wtimed_out:
+                pass    # the peer stopped reading: drop what is left
+            elif self._bufsize:
                 self.flush()
             elif self._end > self._start:
                 try:
@@ -1446,6 +1525,16 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
     @property
     def mode(self):
         return "wb"
+
+    @property
+    def write_timeout(self):
+        """Seconds one write()/flush()/close() may wait in all, or None."""
+        return _sio_seconds_value(self._write_timeout)
+
+    @property
+    def bytes_written(self):
+        """Bytes the socket has taken so far (fastsock extra)."""
+        return self._nwritten
 
     def fileno(self):
         if self._bufsize and self._closed:

@@ -77,6 +77,16 @@ class StreamRequestHandler(BaseRequestHandler):
     whichever expires first raises ``TimeoutError``, and ``rfile`` refuses
     to read again.  The exceptions reach ``handle_error`` like any other;
     ``ThreadPoolMixIn`` with ``quiet_disconnects`` logs them at DEBUG.
+
+    ``write_timeout`` (fastsock, None by default) is the same for ``wfile``:
+    seconds one ``wfile.write()``/``flush()`` may spend waiting for the
+    client to take the bytes, in all (not per partial send), so a client
+    that stops reading cannot hold the handler for longer; then
+    ``TimeoutError`` is raised, ``wfile`` refuses to send again and
+    ``finish()`` drops what is left unsent.  See ``SocketWriter``.
+
+    When the handler finishes, the bytes its ``rfile`` received and its
+    ``wfile`` sent are added to the server's ``stats()`` (fastsock).
     """
 
     rbufsize = -1
@@ -93,6 +103,8 @@ class StreamRequestHandler(BaseRequestHandler):
     max_line_size = None
     line_timeout = None
     idle_timeout = None
+    #: fastsock extra: deadline of one wfile write/flush (None: none; see above).
+    write_timeout = None
 
     #: the core whose streams this handler uses
     _core = _backend.core
@@ -124,17 +136,25 @@ class StreamRequestHandler(BaseRequestHandler):
         # Given the rfile, an unbuffered wfile coalesces the replies to
         # pipelined requests (see SocketWriter; nothing is held back once
         # the handler runs out of input or pauses).
-        self.wfile = core.SocketWriter(self.connection, self.wbufsize, self.rfile)
+        write_timeout = getattr(self, "write_timeout", None)
+        if write_timeout is None:
+            self.wfile = core.SocketWriter(self.connection, self.wbufsize, self.rfile)
+        else:
+            self.wfile = core.SocketWriter(self.connection, self.wbufsize, self.rfile,
+                                           write_timeout=write_timeout)
 
     def finish(self):
-        if not self.wfile.closed:
-            try:
-                self.wfile.flush()
-            except OSError:
-                # The peer may have gone away; nothing more can be sent.
-                pass
-        self.wfile.close()
-        self.rfile.close()
+        try:
+            if not self.wfile.closed:
+                try:
+                    self.wfile.flush()
+                except OSError:
+                    # The peer may have gone away; nothing more can be sent.
+                    pass
+            self.wfile.close()
+            self.rfile.close()
+        finally:
+            _count_bytes(self.server, self.rfile, self.wfile)
 
 
 class DatagramRequestHandler(BaseRequestHandler):
@@ -149,4 +169,22 @@ class DatagramRequestHandler(BaseRequestHandler):
         self.wfile = BytesIO()
 
     def finish(self):
-        self.socket.sendto(self.wfile.getvalue(), self.client_address)
+        reply = self.wfile.getvalue()
+        self.socket.sendto(reply, self.client_address)
+        counters = getattr(self.server, "_fastsock_counters", None)
+        if counters is not None:
+            with counters.lock:
+                counters.bytes_in += len(self.packet)
+                counters.bytes_out += len(reply)
+
+
+def _count_bytes(server, rfile, wfile):
+    # Add a finished handler's traffic to its server's stats (a fastsock
+    # server; anything else has no _fastsock_counters).
+    counters = getattr(server, "_fastsock_counters", None)
+    if counters is not None:
+        nin = getattr(rfile, "bytes_read", 0)
+        nout = getattr(wfile, "bytes_written", 0)
+        with counters.lock:
+            counters.bytes_in += nin
+            counters.bytes_out += nout

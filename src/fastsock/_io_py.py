@@ -160,7 +160,7 @@ class SocketReader(_Locked):
     __slots__ = ("_sock", "_fast", "_bufsize", "_buf", "_view", "_pos", "_end",
                  "_closed", "_timed_out", "_ref", "_lock", "_owner", "_writer",
                  "_peer_pending", "_max_line", "_line_timeout", "_idle_timeout",
-                 "_limited", "_dl_call", "_dl_idle", "__weakref__")
+                 "_limited", "_dl_call", "_dl_idle", "_nread", "__weakref__")
 
     def __init__(self, sock, bufsize=-1, *, max_line=None, line_timeout=None,
                  idle_timeout=None):
@@ -187,6 +187,7 @@ class SocketReader(_Locked):
         self._ref = False
         self._writer = None         # the SocketWriter coalescing with us
         self._peer_pending = False  # it holds back bytes: send them before recv
+        self._nread = 0             # bytes received (peeks not counted)
         if hasattr(sock, "_io_refs"):
             sock._io_refs += 1
             self._ref = True
@@ -227,6 +228,8 @@ class SocketReader(_Locked):
         if not 0 <= n <= size:
             raise OSError("raw readinto() returned invalid length %d "
                           "(should have been between 0 and %d)" % (n, size))
+        if not flags & _MSG_PEEK:
+            self._nread += n
         return n
 
     def _recv_into_limited(self, view, size, flags):
@@ -271,6 +274,8 @@ class SocketReader(_Locked):
             raise OSError("raw readinto() returned invalid length %d "
                           "(should have been between 0 and %d)" % (n, size))
         self._dl_idle = 0.0     # the call is no longer waiting for its first byte
+        if not flags & _MSG_PEEK:
+            self._nread += n
         return n
 
     def _arm(self):
@@ -730,6 +735,12 @@ class SocketReader(_Locked):
         return self._idle_timeout if self._idle_timeout > 0.0 else None
 
     @property
+    def bytes_read(self):
+        """Bytes received from the socket so far (fastsock extra; bytes
+        only peeked at are not counted)."""
+        return self._nread
+
+    @property
     def name(self):
         return -1 if self._closed else self._sock.fileno()
 
@@ -793,7 +804,7 @@ class SocketReader(_Locked):
 
 
 class SocketWriter(_Locked):
-    """SocketWriter(sock, bufsize=0, reader=None)
+    """SocketWriter(sock, bufsize=0, reader=None, *, write_timeout=None)
 
     Binary write stream over a connected socket.  With *bufsize* 0 (the
     default) it is the stdlib's ``socketserver._SocketWriter``: ``write()``
@@ -811,13 +822,27 @@ class SocketWriter(_Locked):
     1 ms if the handler pauses (``fastsock._flusher``).  ``write()`` still
     returns the full length; a correct program sees the same bytes, in the
     same order, with fewer send() calls.
+
+    *write_timeout* (seconds, None: none) bounds the time one ``write()``,
+    ``flush()`` or ``close()`` may spend waiting for the peer to take the
+    bytes, in all, however many partial sends it makes (a client that
+    reads slowly but steadily is cut off too once the call has waited that
+    long).  It combines with the socket's own timeout: whichever expires
+    first raises ``TimeoutError``.  Once the write_timeout has expired the
+    writer refuses to send again (``TimeoutError``), and ``close()``
+    discards what is left unsent, so the connection can be dropped at once.
     """
 
     __slots__ = ("_sock", "_fast", "_bufsize", "_buf", "_start", "_end",
                  "_closed", "_ref", "_lock", "_owner", "_reader", "_psince",
+                 "_write_timeout", "_wdl", "_wtimed_out", "_nwritten",
                  "__weakref__")
 
-    def __init__(self, sock, bufsize=0, reader=None):
+    def __init__(self, sock, bufsize=0, reader=None, *, write_timeout=None):
+        self._write_timeout = _seconds_arg(write_timeout, "write_timeout")
+        self._wdl = 0.0             # deadline of the current call (0.0: not armed)
+        self._wtimed_out = False    # write_timeout expired: refuse to send again
+        self._nwritten = 0          # bytes the socket has taken
         bufsize = _bufsize_arg(bufsize, _DEFAULT_BUFFER_SIZE)
         self._reader = None
         self._psince = 0.0
@@ -846,6 +871,10 @@ class SocketWriter(_Locked):
     def _send(self, view):
         """One send (socket.SocketIO.write): the byte count, or None if a
         non-blocking socket cannot take any."""
+        if self._wtimed_out:
+            raise TimeoutError("timed out")
+        if self._write_timeout:
+            return self._send_limited(view)
         while True:
             try:
                 n = self._sock.send(view)
@@ -859,7 +888,63 @@ class SocketWriter(_Locked):
         if not 0 <= n <= len(view):
             raise OSError("raw write() returned invalid length %d "
                           "(should have been between 0 and %d)" % (n, len(view)))
+        self._nwritten += n
         return n
+
+    def _send_limited(self, view):
+        # _send() within the call's write_timeout: the socket waits by
+        # itself, so its timeout is shortened to what is left of it.
+        sock = self._sock
+        if self._wdl == 0.0:
+            self._wdl = _monotonic() + self._write_timeout
+        while True:
+            left = self._wdl - _monotonic()
+            if left <= 0.0:
+                self._wtimed_out = True
+                raise TimeoutError("timed out")
+            timeout = sock.gettimeout()
+            narrowed = timeout is None or 0.0 < left < timeout
+            if narrowed:
+                sock.settimeout(left)
+            try:
+                n = sock.send(view)
+            except TimeoutError:
+                if narrowed:
+                    self._wtimed_out = True
+                raise
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                if exc.errno in _BLOCKING_ERRNOS:
+                    return None
+                raise
+            finally:
+                if narrowed:
+                    sock.settimeout(timeout)
+            break
+        if not 0 <= n <= len(view):
+            raise OSError("raw write() returned invalid length %d "
+                          "(should have been between 0 and %d)" % (n, len(view)))
+        self._nwritten += n
+        return n
+
+    def _sendall(self, view, b):
+        # socket.sendall(), counting what is sent (and within write_timeout).
+        if self._wtimed_out:
+            raise TimeoutError("timed out")
+        if not self._write_timeout:
+            self._sock.sendall(b)
+            self._nwritten += view.nbytes
+            return
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        pos = 0
+        size = len(view)
+        while pos < size:
+            n = self._send(view[pos:])
+            if n is None:
+                raise BlockingIOError(_errno.EAGAIN, "Resource temporarily unavailable")
+            pos += n
 
     def _flush_unlocked(self):
         view = memoryview(self._buf)
@@ -885,10 +970,11 @@ class SocketWriter(_Locked):
             if not self._bufsize:
                 self._enter()
                 try:
+                    self._wdl = 0.0     # a new call: write_timeout starts afresh
                     if self._reader is not None:
                         self._write_coalesced(view)
                     else:
-                        self._sock.sendall(b)
+                        self._sendall(view, b)
                 finally:
                     self._leave()
                 return view.nbytes
@@ -896,6 +982,7 @@ class SocketWriter(_Locked):
                 view = view.cast("B")
             self._enter()
             try:
+                self._wdl = 0.0
                 return self._write_buffered(view)
             finally:
                 self._leave()
@@ -922,7 +1009,7 @@ class SocketWriter(_Locked):
             return
         if held:
             self._send_held()
-        self._sock.sendall(view)
+        self._sendall(view, view)
 
     def _hold(self, view):
         if self._start == len(self._buf):
@@ -953,6 +1040,7 @@ class SocketWriter(_Locked):
         """Send what is held back (the reader calls this before it waits)."""
         self._enter()
         try:
+            self._wdl = 0.0
             self._send_held()
         finally:
             self._leave()
@@ -962,7 +1050,7 @@ class SocketWriter(_Locked):
         *cutoff*, without blocking and without waiting for the writer's lock.
         True when nothing is held back any more."""
         buf = self._buf
-        if buf is None or self._start >= len(buf):
+        if buf is None or self._start >= len(buf) or self._wtimed_out:
             return True
         if self._psince > cutoff:
             return False
@@ -978,6 +1066,7 @@ class SocketWriter(_Locked):
                         # write or flush sends them (and reports any error).
                         return False
                     self._start += n
+                    self._nwritten += n
             del buf[:]
             self._start = 0
             if self._reader is not None:
@@ -1054,6 +1143,7 @@ class SocketWriter(_Locked):
             raise ValueError("flush of closed file")
         self._enter()
         try:
+            self._wdl = 0.0
             self._flush_unlocked()
         finally:
             self._leave()
@@ -1064,7 +1154,9 @@ class SocketWriter(_Locked):
         if self._closed:
             return
         try:
-            if self._bufsize:
+            if self._wtimed_out:
+                pass    # the peer stopped reading: drop what is left
+            elif self._bufsize:
                 self.flush()
             elif self._reader is not None and self._start < len(self._buf):
                 try:
@@ -1099,6 +1191,16 @@ class SocketWriter(_Locked):
     @property
     def mode(self):
         return "wb"
+
+    @property
+    def write_timeout(self):
+        """Seconds one write()/flush()/close() may wait in all, or None."""
+        return self._write_timeout if self._write_timeout > 0.0 else None
+
+    @property
+    def bytes_written(self):
+        """Bytes the socket has taken so far (fastsock extra)."""
+        return self._nwritten
 
     @property
     def name(self):

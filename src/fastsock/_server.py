@@ -33,6 +33,7 @@ import traceback
 from time import monotonic
 
 from . import _backend
+from ._stats import StatsExporter as _StatsExporter, _Counters, _LazyCounters
 
 #: fastsock's logger: handle_error() and the servers' own messages.
 logger = logging.getLogger("fastsock")
@@ -84,6 +85,10 @@ class BaseServer:
 
     timeout = None
 
+    # fastsock: the counters behind stats() (a _stats._Counters, created on
+    # first use and kept in the instance's __dict__).
+    _fastsock_counters = _LazyCounters()
+
     def __init__(self, server_address, RequestHandlerClass):
         """Constructor.  May be extended, do not override."""
         self.server_address = server_address
@@ -92,6 +97,7 @@ class BaseServer:
         self.__shutdown_request = False
         self.__waker = None
         self.__waker_lock = threading.Lock()
+        self._fastsock_counters   # uptime counts from here
 
     def server_activate(self):
         """Called by the constructor to activate the server.  May be overridden."""
@@ -206,20 +212,28 @@ class BaseServer:
         The caller has seen the socket readable, but get_request() may still
         block or fail; OSError from it is ignored.
         """
+        counters = self._fastsock_counters
         try:
             request, client_address = self.get_request()
         except OSError:
+            with counters.lock:
+                counters.accept_errors += 1
             return
+        with counters.lock:
+            counters.accepted += 1
         if self.verify_request(request, client_address):
             try:
                 self.process_request(request, client_address)
             except Exception:
+                self._fastsock_count_error()
                 self.handle_error(request, client_address)
                 self.shutdown_request(request)
             except:
                 self.shutdown_request(request)
                 raise
         else:
+            with counters.lock:
+                counters.rejected_verify += 1
             self.shutdown_request(request)
 
     def handle_timeout(self):
@@ -237,11 +251,19 @@ class BaseServer:
 
     def server_close(self):
         """Clean up the server.  May be overridden."""
-        pass
+        self._fastsock_stop_exporters()
 
     def finish_request(self, request, client_address):
         """Finish one request by instantiating RequestHandlerClass."""
-        self.RequestHandlerClass(request, client_address, self)
+        counters = self._fastsock_counters
+        with counters.lock:
+            counters.active += 1
+        try:
+            self.RequestHandlerClass(request, client_address, self)
+        finally:
+            with counters.lock:
+                counters.active -= 1
+                counters.completed += 1
 
     def shutdown_request(self, request):
         """Called to shut down and close an individual request."""
@@ -250,6 +272,50 @@ class BaseServer:
     def close_request(self, request):
         """Called to clean up an individual request."""
         pass
+
+    # -- fastsock: statistics ------------------------------------------------
+
+    def stats(self):
+        """A consistent snapshot of the server's counters and gauges: a
+        frozen ``fastsock.ServerStats`` (see there for what each counts)."""
+        return self._fastsock_counters.snapshot(self._fastsock_gauges())
+
+    def _fastsock_gauges(self):
+        # Gauges a mix-in knows better than the counters (pool, children).
+        return {}
+
+    def _fastsock_count_error(self):
+        # Called (in an except block) just before handle_error().
+        exc = sys.exc_info()[1]
+        counters = self._fastsock_counters
+        with counters.lock:
+            counters.errors += 1
+            if isinstance(exc, _ROUTINE_DISCONNECTS):
+                counters.disconnects += 1
+
+    def export_stats(self, callback, interval=10.0, *, final=True):
+        """Start calling ``callback(self.stats())`` every *interval* seconds
+        from a daemon thread; return the ``fastsock.StatsExporter`` (its
+        ``stop()`` ends it).  ``server_close()`` stops every exporter of the
+        server, with a last export when *final* is true.  Exceptions from
+        *callback* are logged on the ``fastsock`` logger and never reach
+        the server."""
+        exporter = _StatsExporter(self, callback, interval, final=final)
+        with self.__waker_lock:
+            vars(self).setdefault("_fastsock_exporters", []).append(exporter)
+        return exporter.start()
+
+    # Which server_close() stops the exporters: the one that runs last, once
+    # the requests have finished (a mix-in's, after it joins its threads,
+    # pool or children), so their final export has the final totals.
+    _fastsock_closer = "base"
+
+    def _fastsock_stop_exporters(self, closer="base"):
+        if closer != self._fastsock_closer:
+            return
+        exporters = vars(self).pop("_fastsock_exporters", None)
+        for exporter in exporters or ():
+            exporter.stop()
 
     def handle_error(self, request, client_address):
         """Handle an exception raised while processing a request.
@@ -328,6 +394,7 @@ class TCPServer(BaseServer):
     def server_close(self):
         """Close the listening socket.  May be overridden."""
         self.socket.close()
+        self._fastsock_stop_exporters()
 
     def fileno(self):
         """Return the socket's file descriptor (what the serve loop waits on)."""
@@ -376,6 +443,9 @@ class TCPServer(BaseServer):
             return super().finish_request(request, client_address)
         tls = self._tls_handshake(request, client_address)
         if tls is None:
+            counters = self._fastsock_counters
+            with counters.lock:
+                counters.rejected_tls += 1
             return
         try:
             super().finish_request(tls, client_address)
@@ -512,12 +582,15 @@ if hasattr(os, "fork"):
             for pid in self.active_children.copy():
                 try:
                     flags = 0 if blocking else os.WNOHANG
-                    done, _ = os.waitpid(pid, flags)
+                    done, status = os.waitpid(pid, flags)
                     # A child that has not exited yet gives (0, 0).
-                    self.active_children.discard(done)
+                    if done:
+                        self.active_children.discard(done)
+                        self._fastsock_count_child(status)
                 except ChildProcessError:
                     # Already reaped by someone else.
                     self.active_children.discard(pid)
+                    self._fastsock_count_child(None)
                 except OSError:
                     pass
 
@@ -551,18 +624,31 @@ if hasattr(os, "fork"):
                 if not self._reap_exited(children):
                     time.sleep(0.01)
 
-        @staticmethod
-        def _reap_exited(children):
+        def _reap_exited(self, children):
             reaped = 0
             for pid in list(children):
                 try:
-                    done, _ = os.waitpid(pid, os.WNOHANG)
+                    done, status = os.waitpid(pid, os.WNOHANG)
                 except ChildProcessError:
-                    done = pid
+                    done, status = pid, None
                 if done:
                     children.discard(pid)
+                    self._fastsock_count_child(status)
                     reaped += 1
             return reaped
+
+        def _fastsock_count_child(self, status):
+            # A child reaped: its request is complete; a non-zero exit
+            # status means it went through handle_error() (or died).
+            counters = self._fastsock_counters
+            with counters.lock:
+                counters.completed += 1
+                if status:
+                    counters.errors += 1
+
+        def _fastsock_gauges(self):
+            children = self.active_children
+            return {"active": len(children) if children else 0}
 
         def handle_timeout(self):
             """Reap children when handle_request() times out."""
@@ -584,6 +670,11 @@ if hasattr(os, "fork"):
                 return
             # Child: handle the request, then leave without unwinding the
             # parent's stack (no atexit handlers, no finally blocks above).
+            # Counters of its own: another thread of the parent may have
+            # held the parent's lock at fork time, and nothing the child
+            # counts reaches the parent anyway.
+            vars(self)["_fastsock_counters"] = _Counters()
+            vars(self).pop("_fastsock_exporters", None)
             status = 1
             try:
                 self.finish_request(request, client_address)
@@ -596,9 +687,12 @@ if hasattr(os, "fork"):
                 finally:
                     os._exit(status)
 
+        _fastsock_closer = "forking"
+
         def server_close(self):
             super().server_close()
             self.collect_children(blocking=self.block_on_close)
+            self._fastsock_stop_exporters("forking")
 
 
 class _Threads(list):
@@ -660,6 +754,7 @@ class ThreadingMixIn:
         try:
             self.finish_request(request, client_address)
         except Exception:
+            self._fastsock_count_error()
             self.handle_error(request, client_address)
         finally:
             self.shutdown_request(request)
@@ -674,9 +769,12 @@ class ThreadingMixIn:
         self._threads.append(thread)
         thread.start()
 
+    _fastsock_closer = "threading"
+
     def server_close(self):
         super().server_close()
         self._threads.join()
+        self._fastsock_stop_exporters("threading")
 
 
 class ThreadPoolMixIn(ThreadingMixIn):
@@ -731,11 +829,22 @@ class ThreadPoolMixIn(ThreadingMixIn):
         """Queue the request for a worker thread (blocks while the queue is full)."""
         self._pool().submit(request, client_address)
 
+    _fastsock_closer = "pool"
+
     def server_close(self):
         super().server_close()
         pool = vars(self).get("_fastsock_pool")
         if pool is not None:
             pool.close(join=self.block_on_close)
+        self._fastsock_stop_exporters("pool")
+
+    def _fastsock_gauges(self):
+        pool = vars(self).get("_fastsock_pool")
+        if pool is None:
+            return {}
+        with pool.lock:
+            return {"workers": len(pool.workers), "idle_workers": pool.idle,
+                    "queued": pool.queued}
 
     @property
     def pool_stats(self):
