@@ -11,10 +11,10 @@ import contextlib
 import functools
 import http.server
 import socket
-import socketserver as _stdlib
 import sys
 
 from ._handlers import StreamRequestHandler
+from ._install import _stdlib  # the real socketserver, even if imported under install()
 from ._server import ThreadPoolTCPServer
 
 __all__ = ["HTTPServer", "DualStackHTTPServer", "accelerate_handler", "serve"]
