@@ -5,6 +5,7 @@ Differential tests (hypothesis) against ``http.client.parse_headers`` and
 ``SocketReader`` over a socket pair, with header blocks that mix plain lines
 with everything the fast path must hand back to the email parser.
 """
+import email.message
 import email.utils
 import http.client
 import http.server

@@ -2,11 +2,9 @@
 import http.client
 import http.server
 import importlib
-import io
 import logging
 import logging.handlers
 import pickle
-import socket
 import socketserver as stdlib_ss
 import struct
 import sys
