@@ -1,5 +1,6 @@
 """Small helpers shared by the tests (no fixtures here)."""
 import contextlib
+import http.server
 import os
 import socket
 import tempfile
@@ -56,3 +57,35 @@ def tcp_exchange(address, payload, family=socket.AF_INET, timeout=10):
         sock.sendall(payload)
         sock.shutdown(socket.SHUT_WR)
         return recv_all(sock)
+
+
+class Hello(http.server.BaseHTTPRequestHandler):
+    """A keep-alive HTTP handler for the http.server tests: GET answers
+    ``hello <path>`` (header X-Rfile: the module of rfile's type), HEAD
+    the headers only, POST the body reversed; no logging."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = b"hello " + self.path.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Rfile", type(self.rfile).__module__)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_HEAD(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "11")
+        self.end_headers()
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(201)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[::-1])
+
+    def log_message(self, *args):
+        pass

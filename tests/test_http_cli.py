@@ -12,33 +12,7 @@ import pytest
 
 import fastsock
 from fastsock import http as fhttp
-from helpers import HOST, serving
-
-
-class Hello(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        body = b"%s %s" % (type(self.rfile).__module__.encode(), self.path.encode())
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_HEAD(self):
-        self.send_response(200)
-        self.send_header("Content-Length", "42")
-        self.end_headers()
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.send_response(201)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body.upper())
-
-    def log_message(self, *args):
-        pass
+from helpers import HOST, Hello, serving
 
 
 def test_ready_made_server_serves_stdlib_handler(core, monkeypatch):
@@ -52,13 +26,14 @@ def test_ready_made_server_serves_stdlib_handler(core, monkeypatch):
             conn.request("GET", "/%d" % i)
             response = conn.getresponse()
             assert response.status == 200
-            assert response.read() == ("%s /%d" % (core.SocketReader.__module__, i)).encode()
+            assert response.read() == b"hello /%d" % i
+            assert response.getheader("X-Rfile") == core.SocketReader.__module__
         conn.request("HEAD", "/")
         response = conn.getresponse()
         assert response.status == 200 and response.read() == b""
         conn.request("POST", "/", body=b"keep-alive post " * 500)
         response = conn.getresponse()
-        assert response.status == 201 and response.read() == b"KEEP-ALIVE POST " * 500
+        assert response.status == 201 and response.read() == (b"keep-alive post " * 500)[::-1]
         conn.close()
     fhttp._accelerated.clear()
 
@@ -68,7 +43,9 @@ def test_accelerate_leaves_overridden_setup_alone():
         def setup(self):
             super().setup()
 
-    assert fhttp.accelerate_handler(Custom) is Custom
+    custom = fhttp.accelerate_handler(Custom)
+    assert custom.setup is Custom.setup
+    assert custom.finish is http.server.BaseHTTPRequestHandler.finish
     fast = fhttp.accelerate_handler(Hello)
     assert fast is not Hello and issubclass(fast, Hello)
     assert fhttp.accelerate_handler(Hello) is fast

@@ -2,11 +2,9 @@
 import http.client
 import http.server
 import importlib
-import io
 import logging
 import logging.handlers
 import pickle
-import socket
 import socketserver as stdlib_ss
 import struct
 import sys
@@ -18,7 +16,7 @@ from wsgiref import simple_server
 import pytest
 
 import fastsock
-from helpers import HOST, serving
+from helpers import HOST, Hello, serving
 
 
 @pytest.fixture
@@ -67,33 +65,6 @@ def test_modules_imported_after_install_use_fastsock(installed):
         sys.modules["http.server"] = saved
         import http
         http.server = saved  # the import above rebound the package attribute
-
-
-class Hello(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        body = b"hello " + self.path.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_HEAD(self):
-        self.send_response(200)
-        self.send_header("Content-Length", "11")
-        self.end_headers()
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.send_response(201)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body[::-1])
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.mark.parametrize("server_name", ["HTTPServer", "ThreadingHTTPServer"])

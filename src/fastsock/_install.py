@@ -12,6 +12,12 @@ What ``install()`` changes, all of it undone by ``uninstall()``:
    ``socketserver`` module or to its classes are rebound to fastsock's, and
    their classes that derive directly from a stdlib socketserver class are
    re-based onto the fastsock class of the same name.
+3. ``http.server`` is imported (on fastsock) if it was not yet, and
+   ``BaseHTTPRequestHandler.parse_request`` / ``date_time_string`` become
+   fastsock's exactly equivalent, faster versions (``fastsock._http_fast``:
+   header parsing without the email parser for plain header blocks, the
+   ``Date`` text formatted once a second).  Subclasses that override them
+   keep their own; ``http.client`` itself is not touched.
 
 The one rule: call ``install()`` early, before servers are created.  A server
 object created before ``install()`` keeps running on the stdlib; classes
@@ -70,6 +76,18 @@ def _rebase(cls, mapping, record):
             _undo.append(lambda c=cls, b=bases: setattr(c, "__bases__", b))
 
 
+def _accelerate_http_server():
+    """Put fastsock's HTTP request parsing on http.server's handler base."""
+    import http.server  # on fastsock: sys.modules["socketserver"] is set
+    from . import _http_fast
+    cls = http.server.BaseHTTPRequestHandler
+    for name, fast in _http_fast.FAST_METHODS.items():
+        original = cls.__dict__.get(name)
+        if original is _http_fast.STDLIB_METHODS[name]:
+            setattr(cls, name, fast)
+            _undo.append(lambda c=cls, n=name, o=original: setattr(c, n, o))
+
+
 def install(modules=()):
     """Make ``socketserver`` mean fastsock, here and in the stdlib's servers.
 
@@ -85,6 +103,7 @@ def install(modules=()):
             sys.modules["socketserver"] = fastsock
             _undo.append(lambda p=previous: sys.modules.__setitem__("socketserver", p))
             _installed = True
+            _accelerate_http_server()
         targets = [sys.modules.get(name) for name in STDLIB_SERVER_MODULES]
         for module in modules:
             if isinstance(module, str):

@@ -11,10 +11,10 @@ import contextlib
 import functools
 import http.server
 import socket
-import socketserver as _stdlib
 import sys
 
 from ._handlers import StreamRequestHandler
+from ._install import _stdlib  # the real socketserver, even if imported under install()
 from ._server import ThreadPoolTCPServer
 
 __all__ = ["HTTPServer", "DualStackHTTPServer", "accelerate_handler", "serve"]
@@ -23,36 +23,48 @@ _accelerated = {}
 
 
 def accelerate_handler(handler):
-    """Return *handler* running on fastsock's streams.
+    """Return *handler* running on fastsock's streams and request parsing.
 
-    A stdlib ``StreamRequestHandler`` subclass (every ``http.server``
-    handler) that does not override ``setup``/``finish`` gets a subclass whose
-    ``setup``/``finish`` are fastsock's; one that overrides them, or is
-    already a fastsock handler, is returned unchanged.  A
+    For a stdlib ``StreamRequestHandler`` subclass (every ``http.server``
+    handler) this is a subclass of it, with:
+
+    * fastsock's ``setup``/``finish`` (compiled ``rfile``/``wfile``), unless
+      the handler overrides ``setup`` or ``finish`` or already is a fastsock
+      handler;
+    * for a ``BaseHTTPRequestHandler``: fastsock's exactly equivalent
+      ``parse_request`` (headers without the email parser) and
+      ``date_time_string`` (formatted once a second) -- each only where the
+      handler still uses the stdlib's own method (see ``fastsock._http_fast``).
+
+    A handler with nothing to change is returned unchanged; a
     ``functools.partial`` of a handler (``directory=...``) is handled too.
     """
     if isinstance(handler, functools.partial):
         return functools.partial(accelerate_handler(handler.func),
                                  *handler.args, **handler.keywords)
-    if not isinstance(handler, type) or issubclass(handler, StreamRequestHandler):
-        return handler
-    if not issubclass(handler, _stdlib.StreamRequestHandler):
-        return handler
-    if (handler.setup is not _stdlib.StreamRequestHandler.setup
-            or handler.finish is not _stdlib.StreamRequestHandler.finish):
+    if not isinstance(handler, type) or not issubclass(handler, _stdlib.StreamRequestHandler):
         return handler
     fast = _accelerated.get(handler)
-    if fast is None:
-        fast = type(handler.__name__, (handler,), {
-            "__module__": handler.__module__,
-            "__qualname__": handler.__qualname__,
-            "__doc__": handler.__doc__,
-            "_core": StreamRequestHandler._core,
-            "setup": StreamRequestHandler.setup,
-            "finish": StreamRequestHandler.finish,
-        })
-        fast = _accelerated.setdefault(handler, fast)
-    return fast
+    if fast is not None:
+        return fast
+    attrs = {}
+    if (not issubclass(handler, StreamRequestHandler)
+            and handler.setup is _stdlib.StreamRequestHandler.setup
+            and handler.finish is _stdlib.StreamRequestHandler.finish):
+        attrs.update(_core=StreamRequestHandler._core,
+                     setup=StreamRequestHandler.setup,
+                     finish=StreamRequestHandler.finish)
+    if issubclass(handler, http.server.BaseHTTPRequestHandler):
+        from . import _http_fast
+        for name, method in _http_fast.FAST_METHODS.items():
+            if getattr(handler, name) is _http_fast.STDLIB_METHODS[name]:
+                attrs[name] = method
+    if not attrs:
+        return handler
+    attrs.update(__module__=handler.__module__, __qualname__=handler.__qualname__,
+                 __doc__=handler.__doc__)
+    fast = type(handler.__name__, (handler,), attrs)
+    return _accelerated.setdefault(handler, fast)
 
 
 class HTTPServer(ThreadPoolTCPServer):

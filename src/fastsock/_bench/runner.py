@@ -753,10 +753,12 @@ def main(argv=None):
                       "BaseHTTPRequestHandler subclass (do_GET of an in-memory body, "
                       "log_message silenced, disable_nagle_algorithm = True: without "
                       "TCP_NODELAY every keep-alive response waits ~40 ms for a delayed "
-                      "ACK in every implementation). For fastsock rows the server child "
-                      "sets sys.modules['socketserver'] = fastsock before importing "
-                      "http.server, so HTTPServer and the handler's rfile/wfile are "
-                      "fastsock's. wrk (1 thread) parses responses but does not compare "
+                      "ACK in every implementation). fastsock-python/-cython: the server child "
+                      "calls fastsock.install() before importing http.server, so "
+                      "ThreadingHTTPServer, the handler's rfile/wfile and its request "
+                      "parsing are fastsock's. fastsock-pool: the same handler on "
+                      "fastsock.http.HTTPServer (thread pool), stdlib http.server "
+                      "module untouched. wrk (1 thread) parses responses but does not compare "
                       "bodies; its duration is whole seconds, it has no warm-up in --quick, "
                       "and the server CPU sample spans the whole wrk process."),
         "notes": notes,

@@ -33,11 +33,15 @@ The socketserver handlers are written the natural stdlib way::
                 self.wfile.write(line)
 
 on ``ThreadingTCPServer`` (``UDPServer`` + ``DatagramRequestHandler`` for
-UDP).  For HTTP on fastsock the child sets ``sys.modules['socketserver'] =
-fastsock`` *before* importing :mod:`http.server`, so the unmodified stdlib
-``ThreadingHTTPServer`` and ``BaseHTTPRequestHandler`` are built on fastsock's
-server and stream classes -- exactly what ``import fastsock as socketserver``
-means for a third-party module.
+UDP; ``ThreadPoolTCPServer`` for ``fastsock-pool``).  For HTTP the handler
+is an unmodified-stdlib ``BaseHTTPRequestHandler`` subclass: ``stdlib``
+serves it on ``http.server.ThreadingHTTPServer``; ``fastsock-python`` and
+``fastsock-cython`` call ``fastsock.install()`` *before* importing
+:mod:`http.server`, so the unmodified stdlib ``ThreadingHTTPServer`` and
+``BaseHTTPRequestHandler`` are built on fastsock (what ``install()`` means
+for a program); ``fastsock-pool`` serves it on ``fastsock.http.HTTPServer``
+(the thread pool; the stdlib :mod:`http.server` untouched, the handler
+accelerated by the server).
 """
 import argparse
 import json
@@ -137,11 +141,22 @@ def _server_info(args, server):
 def _serve_http(args, ss, info):
     if "http.server" in sys.modules:
         sys.exit("http.server was imported before socketserver could be chosen")
-    if ss.__name__ != "socketserver":
-        sys.modules["socketserver"] = ss    # before http.server is imported
+    pool = args.impl == "fastsock-pool"
+    if ss.__name__ != "socketserver" and not pool:
+        # The documented way to run the stdlib's servers on fastsock: sets
+        # sys.modules['socketserver'], imports http.server on fastsock and
+        # gives BaseHTTPRequestHandler fastsock's request parsing.
+        ss.install()
     import http.server
-    if http.server.socketserver is not ss:
-        sys.exit("http.server did not pick up %s" % ss.__name__)
+    if pool:
+        # fastsock.http.HTTPServer (thread pool) with the plain stdlib
+        # http.server module: the handler is accelerated by the server.
+        import fastsock.http
+        base_cls = fastsock.http.HTTPServer
+    else:
+        if http.server.socketserver is not ss:
+            sys.exit("http.server did not pick up %s" % ss.__name__)
+        base_cls = http.server.ThreadingHTTPServer
     keepalive = args.kind == "http-keepalive"
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -164,14 +179,20 @@ def _serve_http(args, ss, info):
     attrs = {}
     if args.backlog is not None:
         attrs["request_queue_size"] = args.backlog
-    server_cls = type("ThreadingHTTPServer", (http.server.ThreadingHTTPServer,), attrs)
+    server_cls = type(base_cls.__name__, (base_cls,), attrs)
     server = server_cls((HOST, 0), Handler)
     info.update(_server_info(args, server))
-    info["server_class"] = "http.server.ThreadingHTTPServer"
-    info["http"] = ("stdlib http.server, unmodified, on %s (sys.modules['socketserver'] = %s)"
-                    % (ss.__name__, ss.__name__))
+    info["server_class"] = "%s.%s" % (base_cls.__module__, base_cls.__qualname__)
+    if pool:
+        info["http"] = ("fastsock.http.HTTPServer (thread pool; accelerate_handler) "
+                        "serving a stdlib BaseHTTPRequestHandler subclass")
+    elif ss.__name__ == "socketserver":
+        info["http"] = "stdlib http.server, unmodified"
+    else:
+        info["http"] = ("stdlib http.server, unmodified, after fastsock.install() "
+                        "(socketserver = fastsock, fastsock's request parsing)")
     info["handler_stream_base"] = "%s.StreamRequestHandler" % (
-        http.server.BaseHTTPRequestHandler.__mro__[1].__module__,)
+        server.RequestHandlerClass.setup.__module__,)
     _ready(info)
     server.serve_forever()
 

@@ -1,0 +1,50 @@
+"""CPython's own ``test.test_httpservers`` with fastsock's fast http.server
+methods (``fastsock._http_fast.FAST_METHODS``) put on the stdlib's
+``BaseHTTPRequestHandler``: the interpreter's own tests of request parsing,
+header limits, error pages and ``date_time_string`` must all still pass.
+
+Run in a child interpreter (unittest, threads and servers of its own); the
+child imports fastsock on the backend under test.
+"""
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+
+CHILD = r"""
+import sys, unittest
+import http.server
+import fastsock
+from fastsock import _http_fast
+assert fastsock.BACKEND == sys.argv[1], fastsock.BACKEND
+cls = http.server.BaseHTTPRequestHandler
+for name, fast in _http_fast.FAST_METHODS.items():
+    setattr(cls, name, fast)
+import test.test_httpservers as suite
+result = unittest.main(module=suite, argv=["test_httpservers", "-q"], exit=False).result
+assert cls.parse_request is _http_fast.parse_request
+print("RAN %d FAILED %d ERRORS %d" % (result.testsRun, len(result.failures),
+                                      len(result.errors)))
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("test.test_httpservers") is None,
+                    reason="this Python has no test.test_httpservers")
+def test_cpython_httpservers_suite_passes_with_fast_methods(backend_name):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([SRC] + [p for p in env.get("PYTHONPATH", "").split(
+        os.pathsep) if p])
+    env.pop("FASTSOCK_PURE", None)
+    if backend_name == "python":
+        env["FASTSOCK_PURE"] = "1"
+    proc = subprocess.run([sys.executable, "-c", CHILD, backend_name], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=110)
+    last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    assert proc.returncode == 0 and last.startswith("RAN ") and last.endswith(
+        "FAILED 0 ERRORS 0"), proc.stdout[-3000:]
+    assert int(last.split()[1]) > 50, last
