@@ -174,7 +174,9 @@ class BaseServer:
 
     #: Datagram servers: a method, true when get_request() has a request
     #: already received (a batch of datagrams), which the loop handles
-    #: without waiting.  None for the others, which skip the call.
+    #: without waiting (and, when false, sending the replies queued so far:
+    #: it is called just before the loop waits).  None for the others,
+    #: which skip the call.
     _fastsock_pending = None
 
     # The distinction between handling, getting, processing and finishing a
@@ -550,10 +552,11 @@ class UDPServer(TCPServer):
             return
         if start:
             self.__deferring = sock
-            sock._fastsock_defer(max(1, self.reply_batch), self._fastsock_send_failed)
+            sock._fastsock_defer(max(1, self.reply_batch), self._fastsock_send_failed,
+                                 self._core.send_batch)
         else:
             self.__deferring = None
-            sock._fastsock_defer(0, None)
+            sock._fastsock_defer(0, None, None)
 
     def _fastsock_send_failed(self, sock, data, address):
         # A queued reply could not be sent (the OSError is being handled).
@@ -596,7 +599,7 @@ class _ReplyBatchingSocket(socket.socket):
     """
 
     __slots__ = ("_fastsock_outbox", "_fastsock_owner", "_fastsock_limit",
-                 "_fastsock_on_error")
+                 "_fastsock_on_error", "_fastsock_send")
     _fastsock_plain_recv = True    # the core may receive on it directly
 
     def __init__(self, *args, **kwargs):
@@ -605,15 +608,18 @@ class _ReplyBatchingSocket(socket.socket):
         self._fastsock_owner = None     # the thread whose sends are queued
         self._fastsock_limit = 1
         self._fastsock_on_error = None
+        self._fastsock_send = _backend.core.send_batch
         _batching_sockets.add(self)
 
-    def _fastsock_defer(self, limit, on_error):
-        # limit > 0: queue the calling thread's sends, up to limit at a time;
-        # 0: send what is queued and stop queueing.
+    def _fastsock_defer(self, limit, on_error, send_batch):
+        # limit > 0: queue the calling thread's sends, up to limit at a time,
+        # and send them with send_batch (the server's core); 0: send what is
+        # queued and stop queueing.
         if limit:
             self._fastsock_flush()
             self._fastsock_limit = limit
             self._fastsock_on_error = on_error
+            self._fastsock_send = send_batch
             self._fastsock_owner = _get_ident()
         else:
             try:
@@ -640,7 +646,7 @@ class _ReplyBatchingSocket(socket.socket):
         if not outbox:
             return
         self._fastsock_outbox = []
-        send_batch = _backend.core.send_batch
+        send_batch = self._fastsock_send
         i, n = 0, len(outbox)
         try:
             while i < n:
