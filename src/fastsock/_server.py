@@ -641,29 +641,36 @@ class _ReplyBatchingSocket(socket.socket):
         return socket.socket.sendto(self, data, *args)
 
     def _fastsock_flush(self):
-        """Send the queued datagrams, in order (the serving thread only)."""
-        outbox = self._fastsock_outbox
-        if not outbox:
-            return
-        self._fastsock_outbox = []
+        """Send the queued datagrams, in order (the serving thread only).
+
+        A datagram that cannot be sent goes to the server's handle_error();
+        what that queues goes out before the datagrams queued after the
+        failed one, as it would have without the queue.
+        """
         send_batch = self._fastsock_send
-        i, n = 0, len(outbox)
-        try:
-            while i < n:
-                try:
-                    i += send_batch(self, outbox, i)
-                except OSError:
-                    data, address = outbox[i]
-                    i += 1
-                    on_error = self._fastsock_on_error
-                    if on_error is None:
-                        raise
-                    on_error(self, data, address)
-        finally:
-            if i < n:
-                # Interrupted (KeyboardInterrupt, an error handler raising):
-                # what was not sent stays queued, ahead of anything newer.
-                self._fastsock_outbox[:0] = outbox[i:]
+        while self._fastsock_outbox:
+            outbox = self._fastsock_outbox
+            self._fastsock_outbox = []
+            i, n = 0, len(outbox)
+            try:
+                while i < n:
+                    try:
+                        i += send_batch(self, outbox, i)
+                    except OSError:
+                        data, address = outbox[i]
+                        i += 1
+                        on_error = self._fastsock_on_error
+                        if on_error is None:
+                            raise
+                        on_error(self, data, address)
+                        if self._fastsock_outbox:
+                            break   # the error handler's sends come first
+            finally:
+                if i < n:
+                    # After what the error handler queued; and if this was
+                    # interrupted (KeyboardInterrupt, an error handler
+                    # raising), they stay queued.
+                    self._fastsock_outbox.extend(outbox[i:])
 
 
 for _name in ("send", "sendall", "sendmsg", "sendfile", "recv", "recvfrom", "recv_into",
