@@ -419,3 +419,63 @@ def test_handle_request_is_not_deferred(ss):
             client.settimeout(0.5)
             assert client.recv(100) == b"%d" % i
         assert server._core.calls == []
+
+
+# ------------------------------------------------------------ receiving ahead
+
+def test_receives_next_batch_without_waiting(ss):
+    # 40 datagrams waiting, 4 per recvmmsg: while batches keep coming the
+    # loop takes the next one at once instead of polling first.
+    waits = []
+    core = counting_core(ss.core)
+
+    def wait_readable(*args):
+        waits.append(args)
+        return ss.core.wait_readable(*args)
+    core.wait_readable = wait_readable
+
+    class Handler(ss.DatagramRequestHandler):
+        def handle(self):
+            self.wfile.write(self.packet)
+            if self.packet == b"39":
+                self.server._BaseServer__shutdown_request = True
+
+    cls = type("S", (ss.UDPServer,), {"_core": core, "recv_batch": 4})
+    with cls((HOST, 0), Handler) as server, client_socket() as client:
+        for i in range(40):
+            client.sendto(b"%d" % i, server.server_address)
+        time.sleep(0.1)
+        thread = run_until_stopped(server)
+        thread.join(10)
+        assert not thread.is_alive()
+        assert drain(client, 40) == [b"%d" % i for i in range(40)]
+    assert len(waits) <= 2
+
+
+@pytest.mark.parametrize("how", ["super", "own"])
+def test_get_request_override_sees_every_datagram(ss, how):
+    got = []
+
+    class Handler(ss.DatagramRequestHandler):
+        def handle(self):
+            self.wfile.write(self.packet)
+
+    class Server(ss.UDPServer):
+        recv_batch = 4
+
+        def get_request(self):
+            if how == "super":
+                request, address = super().get_request()
+            else:
+                data, address = self.socket.recvfrom(self.max_packet_size)
+                request = (data, self.socket)
+            got.append(request[0])
+            return request, address
+
+    with Server((HOST, 0), Handler) as server, client_socket() as client:
+        for i in range(20):
+            client.sendto(b"%d" % i, server.server_address)
+        time.sleep(0.1)
+        with serving(server, poll_interval=30):
+            assert drain(client, 20) == [b"%d" % i for i in range(20)]
+    assert got == [b"%d" % i for i in range(20)]

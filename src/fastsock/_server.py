@@ -496,12 +496,22 @@ class UDPServer(TCPServer):
                 data, client_addr = self._core.recvfrom(self.socket, self.max_packet_size)
                 return (data, self.socket), client_addr
             pending = self.__pending = collections.deque(batch)
+            self.__spec = self.__speculate
         data, client_addr = pending.popleft()
         return (data, self.socket), client_addr
 
     def _fastsock_pending(self):
         if self.__pending:
             return True
+        if self.__spec:
+            # The last receive found datagrams waiting: under load more are
+            # usually there, and one recvmmsg() beats poll() + recvmmsg().
+            receiver = self.__receiver
+            batch = receiver.receive() if receiver is not None else None
+            if batch:
+                self.__pending = collections.deque(batch)
+                return True
+            self.__spec = False
         # About to wait: the replies queued so far go out first.
         sock = self.__deferring
         if sock is not None and sock._fastsock_outbox:
@@ -517,6 +527,8 @@ class UDPServer(TCPServer):
     _PLAIN_HOOKS = ("verify_request", "process_request", "finish_request",
                     "shutdown_request", "close_request")
     __plain = False
+    __speculate = False   # serve_forever with the stdlib get_request: try receiving before waiting
+    __spec = False
 
     def _handle_request_noblock(self):
         """Handle one request without blocking (see BaseServer).
@@ -547,6 +559,8 @@ class UDPServer(TCPServer):
         self.__plain = start and not any(
             name in instance or getattr(cls, name) is not getattr(UDPServer, name)
             for name in self._PLAIN_HOOKS)
+        self.__speculate = self.__spec = (
+            start and "get_request" not in instance and cls.get_request is UDPServer.get_request)
         sock = self.socket
         if not isinstance(sock, _ReplyBatchingSocket):
             return
