@@ -507,7 +507,10 @@ class UDPServer(TCPServer):
             # The last receive found datagrams waiting: under load more are
             # usually there, and one recvmmsg() beats poll() + recvmmsg().
             receiver = self.__receiver
-            batch = receiver.receive() if receiver is not None else None
+            batch = None
+            if (receiver is not None and receiver.sock is self.socket
+                    and receiver.bufsize == self.max_packet_size and self.recv_batch > 1):
+                batch = receiver.receive()
             if batch:
                 self.__pending = collections.deque(batch)
                 return True
