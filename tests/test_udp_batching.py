@@ -91,6 +91,13 @@ def test_send_batch_falls_back_to_sendto(core):
         assert b.recv(10) == b"5"
         with pytest.raises(TypeError):
             core.send_batch(a, [(b"6", "not an address")])
+        # A bad address after good ones: those are sent, the next call raises.
+        items = [(b"7", (HOST, port)), (b"8", (HOST, 70000)), (b"9", (HOST, port))]
+        assert core.send_batch(a, items) == 1
+        with pytest.raises(OverflowError):
+            core.send_batch(a, items, 1)
+        assert core.send_batch(a, items, 2) == 1
+        assert drain(b, 2) == [b"7", b"9"]
 
 
 @pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
@@ -405,6 +412,33 @@ def test_unix_datagram_batching_and_send_errors(ss):
         for path in (server_path, client_path):
             if os.path.exists(path):
                 os.unlink(path)
+
+
+def test_queued_send_with_a_bad_address_goes_to_handle_error(ss):
+    errors = []
+
+    class Handler(ss.DatagramRequestHandler):
+        def handle(self):
+            if self.packet == b"bad":
+                self.socket.sendto(b"x", (HOST, 70000))    # queued; fails when sent
+            self.wfile.write(self.packet)
+
+    cls = batching_server(ss, reply_batch=8)
+
+    class Server(cls):
+        def handle_error(self, request, client_address):
+            import sys
+            errors.append((request[0], client_address, type(sys.exc_info()[1])))
+
+    with Server((HOST, 0), Handler) as server, client_socket() as client:
+        for data in (b"a", b"bad", b"b"):
+            client.sendto(data, server.server_address)
+        time.sleep(0.1)
+        with serving(server, poll_interval=30):
+            assert drain(client, 3) == [b"a", b"bad", b"b"]
+            client.sendto(b"c", server.server_address)
+            assert client.recv(10) == b"c"
+    assert errors == [(b"x", (HOST, 70000), OverflowError)]
 
 
 def test_handle_request_is_not_deferred(ss):

@@ -215,7 +215,7 @@ def send_batch(sock, items, start=0):
     for item in items[start + 1:start + _BATCH_MAX]:
         try:
             sendto(sock, *item)
-        except OSError:
+        except Exception:   # the next call, starting at this item, raises it
             break
         sent += 1
     return sent

@@ -673,7 +673,7 @@ class _ReplyBatchingSocket(socket.socket):
                 while i < n:
                     try:
                         i += send_batch(self, outbox, i)
-                    except OSError:
+                    except Exception:   # OSError; TypeError... for a bad address
                         data, address = outbox[i]
                         i += 1
                         on_error = self._fastsock_on_error
