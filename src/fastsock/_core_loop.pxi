@@ -292,7 +292,8 @@ Takes the datagrams already waiting on *sock*, up to *batch* at a time,
     in one system call (``recvmmsg`` on Linux), each truncated to *bufsize*
     bytes as ``sock.recvfrom(bufsize)`` would.  ``receive()`` never blocks.
 
-    Only a plain ``socket.socket`` in blocking or non-blocking mode is
+    Only a plain ``socket.socket`` (or a subclass whose class sets
+    ``_fastsock_plain_recv``) in blocking or non-blocking mode is
     batched; for anything else (a socket with a timeout, a subclass, another
     family) ``receive()`` returns an empty list and the caller uses the
     socket's own ``recvfrom``.
@@ -332,7 +333,9 @@ Takes the datagrams already waiting on *sock*, up to *batch* at a time,
         cdef int n, i, err
         cdef list out = []
         sock = self.sock
-        if type(sock) is not _socket_cls:
+        # A socket.socket subclass that declares ``_fastsock_plain_recv``
+        # (fastsock's reply-batching socket) receives like the plain class.
+        if type(sock) is not _socket_cls and not getattr(type(sock), "_fastsock_plain_recv", False):
             return out
         timeout = sock.timeout
         if timeout is not None and timeout != 0.0:
@@ -357,3 +360,208 @@ Takes the datagrams already waiting on *sock*, up to *batch* at a time,
             out.append(((self._buf + <Py_ssize_t>i * self.bufsize)[:<Py_ssize_t>self._lens[i]],
                         sockaddr_to_python(<sockaddr *>&self._addrs[i], self._addrlens[i])))
         return out
+
+
+# ---------------------------------------------------------------------------
+# Batched send: sendmmsg() where the platform has it, else a sendto() loop.
+# ---------------------------------------------------------------------------
+
+cdef extern from *:
+    """
+    #include <sys/socket.h>
+    #include <sys/un.h>
+    #include <netinet/in.h>
+    #include <arpa/inet.h>
+    #include <stddef.h>
+    /* Send n datagrams, in order: bufs[i] (lens[i] bytes) to addrs[i]
+       (addrlens[i]).  Returns how many were sent (>= 1; fewer than n when
+       one fails or, with MSG_DONTWAIT, the buffer fills), or -1 with errno
+       set when the first one could not be sent. */
+    static int fs_send_batch(int fd, int flags, char **bufs, size_t *lens,
+                             struct sockaddr_storage *addrs, socklen_t *addrlens,
+                             unsigned int n)
+    {
+        unsigned int i;
+    #if defined(__linux__)
+        struct mmsghdr msgs[64];
+        struct iovec iov[64];
+        if (n > 64)
+            n = 64;
+        for (i = 0; i < n; i++) {
+            iov[i].iov_base = bufs[i];
+            iov[i].iov_len = lens[i];
+            memset(&msgs[i], 0, sizeof(msgs[i]));
+            msgs[i].msg_hdr.msg_name = &addrs[i];
+            msgs[i].msg_hdr.msg_namelen = addrlens[i];
+            msgs[i].msg_hdr.msg_iov = &iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        return sendmmsg(fd, msgs, n, flags | MSG_NOSIGNAL);
+    #else
+        for (i = 0; i < n; i++) {
+            if (sendto(fd, bufs[i], lens[i], flags | MSG_NOSIGNAL,
+                       (struct sockaddr *)&addrs[i], addrlens[i]) < 0)
+                return i ? (int)i : -1;
+        }
+        return (int)n;
+    #endif
+    }
+    #define FS_SUN_PATH_OFFSET ((socklen_t)offsetof(struct sockaddr_un, sun_path))
+    """
+    int fs_send_batch(int fd, int flags, char **bufs, size_t *lens,
+                      sockaddr_storage *addrs, socklen_t *addrlens, unsigned int n) nogil
+    int inet_pton(int af, const char *src, void *dst) nogil
+    unsigned short htons(unsigned short) nogil
+    unsigned int htonl(unsigned int) nogil
+    socklen_t FS_SUN_PATH_OFFSET
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from os import fsencode as _fsencode
+
+
+cdef bint _fill_sockaddr(int family, object address, sockaddr_storage *out,
+                         socklen_t *outlen) except -1:
+    """Fill *out* from a Python address the way the common case of
+    ``socket.sendto`` would; False for anything unusual (host names,
+    broadcast, scope ids, wrong types...), which the caller hands to
+    ``sock.sendto`` itself, so the errors are the socket module's."""
+    cdef sockaddr_in *a4
+    cdef sockaddr_in6 *a6
+    cdef sockaddr_un *au
+    cdef Py_ssize_t n
+    cdef bytes host, path
+    cdef long port, flowinfo = 0, scope = 0
+    memset(out, 0, sizeof(sockaddr_storage))
+    if family == AF_INET or family == AF_INET6:
+        if type(address) is not tuple:
+            return False
+        n = len(<tuple>address)
+        if n < 2 or (family == AF_INET and n != 2) or n > 4:
+            return False
+        if type(address[0]) is not str or type(address[1]) is not int:
+            return False
+        try:
+            host = (<str>address[0]).encode("ascii")
+        except UnicodeError:
+            return False
+        port = address[1]
+        if port < 0 or port > 65535 or b"\0" in host:
+            return False
+        if family == AF_INET:
+            a4 = <sockaddr_in *>out
+            a4.sin_family = AF_INET
+            a4.sin_port = htons(<unsigned short>port)
+            if inet_pton(AF_INET, host, &a4.sin_addr) != 1:
+                return False
+            outlen[0] = sizeof(sockaddr_in)
+            return True
+        if n > 2:
+            if type(address[2]) is not int:
+                return False
+            flowinfo = address[2]
+        if n > 3:
+            if type(address[3]) is not int:
+                return False
+            scope = address[3]
+        if flowinfo < 0 or flowinfo > 0xfffff or scope < 0 or scope > 0xffffffff:
+            return False
+        a6 = <sockaddr_in6 *>out
+        a6.sin6_family = AF_INET6
+        a6.sin6_port = htons(<unsigned short>port)
+        a6.sin6_flowinfo = htonl(<unsigned int>flowinfo)
+        a6.sin6_scope_id = <unsigned int>scope
+        if inet_pton(AF_INET6, host, &a6.sin6_addr) != 1:
+            return False   # includes "addr%scope", resolved by the socket module
+        outlen[0] = sizeof(sockaddr_in6)
+        return True
+    if family == AF_UNIX:
+        if type(address) is str:
+            try:
+                path = _fsencode(address)
+            except UnicodeError:
+                return False
+        elif type(address) is bytes:
+            path = address
+        else:
+            return False
+        n = len(path)
+        if n == 0 or n >= <Py_ssize_t>sizeof((<sockaddr_un *>out).sun_path):
+            return False
+        au = <sockaddr_un *>out
+        au.sun_family = AF_UNIX
+        memcpy(au.sun_path, PyBytes_AS_STRING(path), <size_t>n)
+        # An abstract address (leading NUL) is exactly its bytes; a path
+        # gets its terminating NUL, as the socket module sends it.
+        outlen[0] = FS_SUN_PATH_OFFSET + <socklen_t>n + (0 if au.sun_path[0] == 0 else 1)
+        return True
+    return False
+
+
+def send_batch(sock, list items, Py_ssize_t start=0):
+    """Send ``items[start:]``, a list of ``(data, address)``, in order, as
+    ``sock.sendto(data, address)`` each would (``sendmmsg`` on Linux: up to
+    64 datagrams per system call).
+
+    Returns how many were sent from *start* on: at least 1, fewer than all
+    when one could not be sent -- call again from there, and that call
+    raises its ``OSError``.  0 when there is nothing to send.  A socket with
+    a timeout, a family other than INET/INET6/UNIX, or an item that is not
+    ``(bytes, plain numeric address)`` goes through ``sock.sendto``.
+    """
+    cdef sockaddr_storage addrs[64]
+    cdef socklen_t addrlens[64]
+    cdef char *bufs[64]
+    cdef size_t lens[64]
+    cdef Py_ssize_t total = len(items)
+    cdef int fd, family, err = 0, n = 0, flags = MSG_DONTWAIT
+    cdef unsigned int count = 0
+    cdef list keep
+    if start < 0:
+        raise ValueError("negative start")
+    if start >= total:
+        return 0
+    if not isinstance(sock, _socket_cls):
+        sock.sendto(*items[start])
+        return 1
+    timeout = sock.timeout
+    family = _sock_family_get(sock)
+    if ((timeout is not None and timeout != 0.0)
+            or (family != AF_INET and family != AF_INET6 and family != AF_UNIX)):
+        _socket_cls.sendto(sock, *items[start])
+        return 1
+    keep = []      # the bytes objects stay alive while the GIL is released
+    while start + count < total and count < 64:
+        item = items[start + count]
+        if (type(item) is not tuple or len(<tuple>item) != 2
+                or type((<tuple>item)[0]) is not bytes
+                or not _fill_sockaddr(family, (<tuple>item)[1], &addrs[count],
+                                      &addrlens[count])):
+            break
+        data = (<tuple>item)[0]
+        keep.append(data)
+        bufs[count] = PyBytes_AS_STRING(data)
+        lens[count] = <size_t>PyBytes_GET_SIZE(data)
+        count += 1
+    if count == 0:
+        # Not a plain item: the socket module sends it (and raises its errors).
+        _socket_cls.sendto(sock, *items[start])
+        return 1
+    fd = sock.fileno()
+    while True:
+        if flags:
+            # Usually there is room: no need to let go of the GIL.
+            n = fs_send_batch(fd, flags, bufs, lens, addrs, addrlens, count)
+        else:
+            with nogil:
+                n = fs_send_batch(fd, 0, bufs, lens, addrs, addrlens, count)
+        if n >= 0:
+            return n
+        err = errno
+        if would_block(err):
+            if timeout is not None or not flags:
+                raise_errno(err)     # a non-blocking socket: what sendto() raises
+            flags = 0                # blocking socket: wait for room
+        elif err == EINTR:
+            check_signals()
+        else:
+            raise_errno(err)

@@ -8,7 +8,7 @@ import threading
 from time import monotonic
 
 __all__ = ["READY", "WOKEN", "INVALID", "Waker", "wait_readable", "accept", "recvfrom",
-           "DatagramReceiver"]
+           "DatagramReceiver", "send_batch"]
 
 #: wait_readable() result bits
 READY = 1   # the watched fd is readable (or in error: the next call reports it)
@@ -150,7 +150,8 @@ class DatagramReceiver:
     in one system call (``recvmmsg`` on Linux), each truncated to *bufsize*
     bytes as ``sock.recvfrom(bufsize)`` would.  ``receive()`` never blocks.
 
-    Only a plain ``socket.socket`` in blocking or non-blocking mode is
+    Only a plain ``socket.socket`` (or a subclass whose class sets
+    ``_fastsock_plain_recv``) in blocking or non-blocking mode is
     batched; for anything else (a socket with a timeout, a subclass, another
     family) ``receive()`` returns an empty list and the caller uses the
     socket's own ``recvfrom``.
@@ -175,7 +176,9 @@ class DatagramReceiver:
         first; empty when none is waiting or the socket is not batched."""
         out = []
         sock = self._sock
-        if (type(sock) is not socket.socket or sock.timeout not in (None, 0.0)
+        if ((type(sock) is not socket.socket
+             and not getattr(type(sock), "_fastsock_plain_recv", False))
+                or sock.timeout not in (None, 0.0)
                 or sock.family not in _BATCHED_FAMILIES or not _MSG_DONTWAIT):
             return out
         recv = sock.recvfrom
@@ -185,3 +188,34 @@ class DatagramReceiver:
             except (BlockingIOError, InterruptedError):
                 break
         return out
+
+
+def send_batch(sock, items, start=0):
+    """Send ``items[start:]``, a list of ``(data, address)``, in order, as
+    ``sock.sendto(data, address)`` each would (``sendmmsg`` on Linux: up to
+    64 datagrams per system call).
+
+    Returns how many were sent from *start* on: at least 1, fewer than all
+    when one could not be sent -- call again from there, and that call
+    raises its ``OSError``.  0 when there is nothing to send.  A socket with
+    a timeout, a family other than INET/INET6/UNIX, or an item that is not
+    ``(bytes, plain numeric address)`` goes through ``sock.sendto``.
+    """
+    if not isinstance(items, list):
+        raise TypeError("items must be a list, not %s" % type(items).__name__)
+    if start < 0:
+        raise ValueError("negative start")
+    if start >= len(items):
+        return 0
+    # The socket class's own sendto: a subclass that defers its sends
+    # (fastsock's reply batching) hands its queue here.
+    sendto = socket.socket.sendto if isinstance(sock, socket.socket) else type(sock).sendto
+    sendto(sock, *items[start])          # the first one raises its error
+    sent = 1
+    for item in items[start + 1:start + _BATCH_MAX]:
+        try:
+            sendto(sock, *item)
+        except Exception:   # the next call, starting at this item, raises it
+            break
+        sent += 1
+    return sent

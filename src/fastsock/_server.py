@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from time import monotonic
 
 from . import _backend
@@ -116,13 +117,20 @@ class BaseServer:
         waker = core.Waker()
         with self.__waker_lock:
             self.__waker = waker
+        pending = None
         try:
             fd = self.fileno()
             wfd = waker.fileno()
             wait = core.wait_readable
+            # None except for datagram servers (datagrams already received).
             pending = self._fastsock_pending
+            if pending is not None:
+                self._fastsock_serving(True)
             while not self.__shutdown_request:
-                ready = core.READY if pending() else wait(fd, wfd, poll_interval)
+                if pending is not None and pending():
+                    ready = core.READY
+                else:
+                    ready = wait(fd, wfd, poll_interval)
                 # bpo-35017: shutdown() may have been called during the wait;
                 # do not accept a new request after it.
                 if self.__shutdown_request:
@@ -139,11 +147,15 @@ class BaseServer:
                         waker.drain()
                 self.service_actions()
         finally:
-            with self.__waker_lock:
-                self.__waker = None
-            waker.close()
-            self.__shutdown_request = False
-            self.__is_shut_down.set()
+            try:
+                if pending is not None:
+                    self._fastsock_serving(False)   # sends the replies still queued
+            finally:
+                with self.__waker_lock:
+                    self.__waker = None
+                waker.close()
+                self.__shutdown_request = False
+                self.__is_shut_down.set()
 
     def shutdown(self):
         """Stop the serve_forever loop and wait until it has stopped.
@@ -166,10 +178,12 @@ class BaseServer:
         """Called by serve_forever() on every loop turn.  May be overridden."""
         pass
 
-    def _fastsock_pending(self):
-        # True when get_request() has a request already received (a batch of
-        # datagrams): the loop handles it without waiting.
-        return False
+    #: Datagram servers: a method, true when get_request() has a request
+    #: already received (a batch of datagrams), which the loop handles
+    #: without waiting (and, when false, sending the replies queued so far:
+    #: it is called just before the loop waits).  None for the others,
+    #: which skip the call.
+    _fastsock_pending = None
 
     # The distinction between handling, getting, processing and finishing a
     # request is fairly arbitrary.  Remember:
@@ -194,7 +208,8 @@ class BaseServer:
             timeout = min(timeout, self.timeout)
         if timeout is not None:
             deadline = monotonic() + timeout
-        if self._fastsock_pending():
+        pending = self._fastsock_pending
+        if pending is not None and pending():
             return self._handle_request_noblock()
         fd = self.fileno()
         wait = self._core.wait_readable
@@ -369,7 +384,7 @@ class TCPServer(BaseServer):
     def __init__(self, server_address, RequestHandlerClass, bind_and_activate=True):
         """Constructor.  May be extended, do not override."""
         BaseServer.__init__(self, server_address, RequestHandlerClass)
-        self.socket = socket.socket(self.address_family, self.socket_type)
+        self.socket = self._fastsock_socket_class()(self.address_family, self.socket_type)
         if bind_and_activate:
             try:
                 self.server_bind()
@@ -377,6 +392,10 @@ class TCPServer(BaseServer):
             except:
                 self.server_close()
                 raise
+
+    def _fastsock_socket_class(self):
+        # The class of the server's socket (UDPServer: see reply_batch).
+        return socket.socket
 
     def server_bind(self):
         """Bind the socket to server_address.  May be overridden."""
@@ -509,8 +528,27 @@ class UDPServer(TCPServer):
     #: ``recvfrom`` per request, as the stdlib.
     recv_batch = 32
 
+    #: fastsock extra, opt-in: the most replies sent per system call
+    #: (``sendmmsg``).  1 (the default): ``DatagramRequestHandler.finish()``
+    #: sends its reply with one ``sendto``, as the stdlib.  Above 1 (read
+    #: when the server is created), the server's socket is a
+    #: ``socket.socket`` subclass whose ``sendto(bytes, address)``, called
+    #: in the thread running ``serve_forever()``, queues the datagram and
+    #: returns its length; the queue goes out in order, in one system call,
+    #: when *reply_batch* datagrams wait, before the loop waits for more
+    #: requests (a reply never waits for a later request), before any other
+    #: method of that socket runs in that thread (so handler and hook code
+    #: using the socket sees its earlier sends done), and when
+    #: serve_forever() returns.  Sends from other threads (ThreadingMixIn,
+    #: ThreadPoolMixIn handlers), forked children and ``handle_request()``
+    #: are not deferred.  What changes: ``type(server.socket)``, and a send
+    #: that fails once queued is reported to ``handle_error((data, socket),
+    #: address)`` at that point instead of raising in the handler.
+    reply_batch = 1
+
     __pending = None      # datagrams received, not yet handled
     __receiver = None
+    __deferring = None    # the reply-batching socket while serve_forever runs
 
     def get_request(self):
         """Receive a datagram: return ``((data, socket), client_address)``."""
@@ -528,11 +566,88 @@ class UDPServer(TCPServer):
                 data, client_addr = self._core.recvfrom(self.socket, self.max_packet_size)
                 return (data, self.socket), client_addr
             pending = self.__pending = collections.deque(batch)
+            self.__spec = self.__speculate
         data, client_addr = pending.popleft()
         return (data, self.socket), client_addr
 
     def _fastsock_pending(self):
-        return bool(self.__pending)
+        if self.__pending:
+            return True
+        if self.__spec:
+            # The last receive found datagrams waiting: under load more are
+            # usually there, and one recvmmsg() beats poll() + recvmmsg().
+            receiver = self.__receiver
+            batch = None
+            if (receiver is not None and receiver.sock is self.socket
+                    and receiver.bufsize == self.max_packet_size and self.recv_batch > 1):
+                batch = receiver.receive()
+            if batch:
+                self.__pending = collections.deque(batch)
+                return True
+            self.__spec = False
+        # About to wait: the replies queued so far go out first.
+        sock = self.__deferring
+        if sock is not None and sock._fastsock_outbox:
+            sock._fastsock_flush()
+        return False
+
+    def _fastsock_socket_class(self):
+        return _ReplyBatchingSocket if self.reply_batch > 1 else socket.socket
+
+    # The hooks _handle_request_noblock() may skip calling while they are
+    # the stdlib's own (verify_request() is True; process_request() is
+    # finish_request() then shutdown_request(), which does nothing here).
+    _PLAIN_HOOKS = ("verify_request", "process_request", "finish_request",
+                    "shutdown_request", "close_request")
+    __plain = False
+    __speculate = False   # serve_forever with the stdlib get_request: try receiving before waiting
+    __spec = False
+
+    def _handle_request_noblock(self):
+        """Handle one request without blocking (see BaseServer).
+
+        While serve_forever() runs and none of verify_request,
+        process_request, finish_request, shutdown_request and close_request
+        is overridden, the calls that would do nothing but pass the request
+        on are skipped: the handler, get_request() and handle_error() see
+        the same calls, in the same order.
+        """
+        if not self.__plain:
+            return super()._handle_request_noblock()
+        try:
+            request, client_address = self.get_request()
+        except OSError:
+            return
+        try:
+            self.RequestHandlerClass(request, client_address, self)
+        except Exception:
+            self.handle_error(request, client_address)
+
+    def _fastsock_serving(self, start):
+        # serve_forever() starts (True) or ends (False): decide whether
+        # _handle_request_noblock() may take its short path, and open or
+        # close the window in which this thread's replies may be queued.
+        cls = type(self)
+        instance = vars(self)
+        self.__plain = start and not any(
+            name in instance or getattr(cls, name) is not getattr(UDPServer, name)
+            for name in self._PLAIN_HOOKS)
+        self.__speculate = self.__spec = (
+            start and "get_request" not in instance and cls.get_request is UDPServer.get_request)
+        sock = self.socket
+        if not isinstance(sock, _ReplyBatchingSocket):
+            return
+        if start:
+            self.__deferring = sock
+            sock._fastsock_defer(max(1, self.reply_batch), self._fastsock_send_failed,
+                                 self._core.send_batch)
+        else:
+            self.__deferring = None
+            sock._fastsock_defer(0, None, None)
+
+    def _fastsock_send_failed(self, sock, data, address):
+        # A queued reply could not be sent (the OSError is being handled).
+        self.handle_error((data, sock), address)
 
     def server_close(self):
         self.__pending = None
@@ -549,6 +664,123 @@ class UDPServer(TCPServer):
     def close_request(self, request):
         # The socket is the server's own; nothing to close.
         pass
+
+
+def _flushes_first(name):
+    base = getattr(socket.socket, name)
+
+    def method(self, *args, **kwargs):
+        if self._fastsock_outbox and self._fastsock_owner == _get_ident():
+            self._fastsock_flush()
+        return base(self, *args, **kwargs)
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = base.__doc__
+    return method
+
+
+class _ReplyBatchingSocket(socket.socket):
+    """The socket of a UDPServer with ``reply_batch`` > 1 (see there).
+
+    ``sendto(bytes, address)`` from the serving thread queues the datagram;
+    every other I/O or state-changing method sends the queue first.
+    """
+
+    __slots__ = ("_fastsock_outbox", "_fastsock_owner", "_fastsock_limit",
+                 "_fastsock_on_error", "_fastsock_send")
+    _fastsock_plain_recv = True    # the core may receive on it directly
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._fastsock_outbox = []
+        self._fastsock_owner = None     # the thread whose sends are queued
+        self._fastsock_limit = 1
+        self._fastsock_on_error = None
+        self._fastsock_send = _backend.core.send_batch
+        _batching_sockets.add(self)
+
+    def _fastsock_defer(self, limit, on_error, send_batch):
+        # limit > 0: queue the calling thread's sends, up to limit at a time,
+        # and send them with send_batch (the server's core); 0: send what is
+        # queued and stop queueing.
+        if limit:
+            self._fastsock_flush()
+            self._fastsock_limit = limit
+            self._fastsock_on_error = on_error
+            self._fastsock_send = send_batch
+            self._fastsock_owner = _get_ident()
+        else:
+            try:
+                self._fastsock_flush()
+            finally:
+                self._fastsock_owner = None
+                self._fastsock_on_error = None
+
+    def sendto(self, data, *args):
+        if self._fastsock_owner == _get_ident():
+            if len(args) == 1 and type(data) is bytes:
+                outbox = self._fastsock_outbox
+                outbox.append((data, args[0]))
+                if len(outbox) >= self._fastsock_limit:
+                    self._fastsock_flush()
+                return len(data)
+            if self._fastsock_outbox:
+                self._fastsock_flush()
+        return socket.socket.sendto(self, data, *args)
+
+    def _fastsock_flush(self):
+        """Send the queued datagrams, in order (the serving thread only).
+
+        A datagram that cannot be sent goes to the server's handle_error();
+        what that queues goes out before the datagrams queued after the
+        failed one, as it would have without the queue.
+        """
+        send_batch = self._fastsock_send
+        while self._fastsock_outbox:
+            outbox = self._fastsock_outbox
+            self._fastsock_outbox = []
+            i, n = 0, len(outbox)
+            try:
+                while i < n:
+                    try:
+                        i += send_batch(self, outbox, i)
+                    except Exception:   # OSError; TypeError... for a bad address
+                        data, address = outbox[i]
+                        i += 1
+                        on_error = self._fastsock_on_error
+                        if on_error is None:
+                            raise
+                        on_error(self, data, address)
+                        if self._fastsock_outbox:
+                            break   # the error handler's sends come first
+            finally:
+                if i < n:
+                    # After what the error handler queued; and if this was
+                    # interrupted (KeyboardInterrupt, an error handler
+                    # raising), they stay queued.
+                    self._fastsock_outbox.extend(outbox[i:])
+
+
+for _name in ("send", "sendall", "sendmsg", "sendfile", "recv", "recvfrom", "recv_into",
+              "recvfrom_into", "recvmsg", "recvmsg_into", "connect", "connect_ex", "bind",
+              "shutdown", "close", "detach", "dup", "makefile", "setsockopt",
+              "settimeout", "setblocking"):
+    if hasattr(socket.socket, _name):
+        setattr(_ReplyBatchingSocket, _name, _flushes_first(_name))
+del _name
+
+_get_ident = threading.get_ident
+_batching_sockets = weakref.WeakSet()
+
+
+def _after_fork_in_child():
+    # A forked child does not queue (it may _exit), nor send the parent's queue.
+    for sock in list(_batching_sockets):
+        sock._fastsock_outbox = []
+        sock._fastsock_owner = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 if hasattr(os, "fork"):

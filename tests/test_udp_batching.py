@@ -1,0 +1,515 @@
+"""UDP fast paths on both backends: core.send_batch, opt-in reply batching
+(UDPServer.reply_batch), the short request path and the datagram-only
+pending() of the serve loop."""
+import os
+import socket
+import socketserver as stdlib_ss
+import threading
+import time
+import types
+
+import pytest
+
+from helpers import HOST, serving, unix_path
+
+HAVE_FORK = hasattr(os, "fork")
+
+
+class Echo:
+    def handle(self):
+        self.wfile.write(self.rfile.read())
+
+
+def counting_core(core):
+    """A stand-in for *core* whose send_batch records each call's size."""
+    calls = []
+    ns = types.SimpleNamespace(**{k: getattr(core, k) for k in dir(core)
+                                  if not k.startswith("__")})
+
+    def send_batch(sock, items, start=0):
+        n = core.send_batch(sock, items, start)
+        calls.append(n)
+        return n
+    ns.send_batch = send_batch
+    ns.calls = calls
+    return ns
+
+
+def client_socket(family=socket.AF_INET, path=None):
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.bind(path if family == socket.AF_UNIX else (HOST, 0))
+    sock.settimeout(10)
+    return sock
+
+
+def drain(sock, n):
+    return [sock.recv(1000) for _ in range(n)]
+
+
+def run_until_stopped(server):
+    """serve_forever in a thread; returns the thread (already started)."""
+    thread = threading.Thread(target=server.serve_forever, args=(30,))
+    thread.start()
+    return thread
+
+
+# ------------------------------------------------------------ core.send_batch
+
+def test_send_batch_in_order_and_partial_on_error(core):
+    with client_socket() as a, client_socket() as b:
+        dest = b.getsockname()
+        items = [(b"m%d" % i, dest) for i in range(150)]   # more than one call's worth
+        sent = 0
+        while sent < len(items):
+            n = core.send_batch(a, items, sent)
+            assert 1 <= n <= 64
+            sent += n
+        assert drain(b, 150) == [d for d, _ in items]
+        assert core.send_batch(a, items, 150) == 0
+        with pytest.raises(ValueError):
+            core.send_batch(a, items, -1)
+        # One that cannot be sent stops the call; the next call raises it.
+        items = [(b"first", dest), (b"x" * 70000, dest), (b"third", dest)]
+        assert core.send_batch(a, items) == 1
+        with pytest.raises(OSError):
+            core.send_batch(a, items, 1)
+        assert core.send_batch(a, items, 2) == 1
+        assert drain(b, 2) == [b"first", b"third"]
+
+
+def test_send_batch_falls_back_to_sendto(core):
+    with client_socket() as a, client_socket() as b:
+        port = b.getsockname()[1]
+        items = [(b"1", (HOST, port)), (bytearray(b"2"), (HOST, port)),
+                 (b"3", ("localhost", port)), (b"4", (HOST, port))]
+        sent = 0
+        while sent < len(items):
+            sent += core.send_batch(a, items, sent)
+        assert drain(b, 4) == [b"1", b"2", b"3", b"4"]
+        a.settimeout(5.0)          # a timeout: the socket's own sendto
+        assert core.send_batch(a, [(b"5", (HOST, port))]) == 1
+        assert b.recv(10) == b"5"
+        with pytest.raises(TypeError):
+            core.send_batch(a, [(b"6", "not an address")])
+        # A bad address after good ones: those are sent, the next call raises.
+        items = [(b"7", (HOST, port)), (b"8", (HOST, 70000)), (b"9", (HOST, port))]
+        assert core.send_batch(a, items) == 1
+        with pytest.raises(OverflowError):
+            core.send_batch(a, items, 1)
+        assert core.send_batch(a, items, 2) == 1
+        assert drain(b, 2) == [b"7", b"9"]
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+def test_send_batch_ipv6(core):
+    try:
+        b = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        b.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    with b, socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as a:
+        b.settimeout(10)
+        port = b.getsockname()[1]
+        items = [(b"a", ("::1", port)), (b"b", ("::1", port, 0, 0)), (b"c", ("::1", port, 0))]
+        sent = 0
+        while sent < 3:
+            sent += core.send_batch(a, items, sent)
+        assert drain(b, 3) == [b"a", b"b", b"c"]
+
+
+def test_send_batch_unix(core):
+    path = unix_path()
+    abstract = b"\0fastsock-test-%d" % os.getpid()
+    try:
+        with client_socket(socket.AF_UNIX, path) as b, \
+                client_socket(socket.AF_UNIX, abstract) as c, \
+                socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as a:
+            items = [(b"p1", path), (b"a1", abstract), (b"p2", os.fsencode(path))]
+            sent = 0
+            while sent < 3:
+                sent += core.send_batch(a, items, sent)
+            assert drain(b, 2) == [b"p1", b"p2"]
+            assert c.recv(10) == b"a1"
+            with pytest.raises(OSError):
+                core.send_batch(a, [(b"x", path + ".missing")])
+    finally:
+        os.unlink(path)
+
+
+# ------------------------------------------------------------ reply batching
+
+def batching_server(ss, base="UDPServer", reply_batch=8, counting=True, **attrs):
+    import fastsock
+    cls = getattr(ss, base, None)
+    if cls is None:          # a fastsock extra, not in the namespace
+        cls = type(base, (getattr(fastsock, base),), {"_core": ss.core})
+    attrs["reply_batch"] = reply_batch
+    if counting:
+        attrs["_core"] = counting_core(cls._core)
+    return type("Batching" + base, (cls,), attrs)
+
+
+def test_default_is_the_stdlib_socket(ss):
+    with ss.UDPServer((HOST, 0), ss.DatagramRequestHandler) as server:
+        assert type(server.socket) is socket.socket
+        assert server.reply_batch == 1
+    assert ss.TCPServer._fastsock_pending is None   # the loop skips the call
+    cls = batching_server(ss, counting=False)
+    with cls((HOST, 0), ss.DatagramRequestHandler) as server:
+        assert isinstance(server.socket, socket.socket)
+        assert type(server.socket) is not socket.socket
+
+
+def test_replies_batched_in_order(ss):
+    cls = batching_server(ss, reply_batch=8)
+    handler = type("H", (Echo, ss.DatagramRequestHandler), {})
+    with cls((HOST, 0), handler) as server, client_socket() as client:
+        for i in range(40):      # waiting before the loop starts: one batch received
+            client.sendto(b"%d" % i, server.server_address)
+        time.sleep(0.1)
+        with serving(server, poll_interval=30):
+            assert drain(client, 40) == [b"%d" % i for i in range(40)]
+            # The same again while serving; never a reply left behind.
+            for i in range(40, 60):
+                client.sendto(b"%d" % i, server.server_address)
+            assert drain(client, 20) == [b"%d" % i for i in range(40, 60)]
+        assert max(server._core.calls) > 1          # replies did go out together
+        assert max(server._core.calls) <= 8
+
+
+def test_reply_on_idle_server_is_not_delayed(ss):
+    # poll_interval=30 and a 10 s client timeout: a reply held until the next
+    # request or tick would fail the test.
+    cls = batching_server(ss, reply_batch=64)
+    handler = type("H", (Echo, ss.DatagramRequestHandler), {})
+    with serving(cls((HOST, 0), handler), poll_interval=30) as server, \
+            client_socket() as client:
+        for i in range(5):
+            client.sendto(b"ping %d" % i, server.server_address)
+            assert client.recv(100) == b"ping %d" % i
+
+
+def test_handler_using_the_socket_sees_earlier_replies_sent(ss):
+    # Replies by wfile, by self.socket.sendto (queued too), by sendto with
+    # flags (sent at once, after the queue), and a marker sent through
+    # another socket after a settimeout() call on the server's socket: the
+    # client gets everything in the order the handlers produced it.
+    marker_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    class Handler(ss.DatagramRequestHandler):
+        def handle(self):
+            n = int(self.packet)
+            if n % 4 == 1:
+                assert self.socket.sendto(b"%d" % n, self.client_address) == len(b"%d" % n)
+            elif n % 4 == 2:
+                self.socket.sendto(b"%d" % n, 0, self.client_address)
+            elif n % 4 == 3:
+                self.socket.settimeout(None)
+                marker_sock.sendto(b"%d" % n, self.client_address)
+            else:
+                self.wfile.write(b"%d" % n)
+
+    cls = batching_server(ss, reply_batch=16)
+    with marker_sock, cls((HOST, 0), Handler) as server, client_socket() as client:
+        for i in range(32):
+            client.sendto(b"%d" % i, server.server_address)
+        time.sleep(0.1)
+        with serving(server, poll_interval=30):
+            # finish() sends the (empty) wfile of the handlers that sent
+            # their reply themselves, after it.
+            expected = []
+            for i in range(32):
+                expected += [b"%d" % i] + ([b""] if i % 4 else [])
+            assert drain(client, len(expected)) == expected
+
+
+def test_replies_of_a_raising_handler(ss):
+    errors = []
+
+    class Handler(ss.DatagramRequestHandler):
+        def handle(self):
+            self.wfile.write(self.packet)
+            if self.packet.startswith(b"bad"):
+                raise ValueError(self.packet)
+
+    cls = batching_server(ss, reply_batch=8)
+
+    class Server(cls):
+        def handle_error(self, request, client_address):
+            errors.append(request[0])
+
+    with Server((HOST, 0), Handler) as server, client_socket() as client:
+        sent = [b"bad %d" % i if i % 3 == 0 else b"ok %d" % i for i in range(20)]
+        for data in sent:
+            client.sendto(data, server.server_address)
+        time.sleep(0.1)
+        with serving(server, poll_interval=30):
+            assert drain(client, 20) == sent
+    assert errors == [d for d in sent if d.startswith(b"bad")]
+
+
+def test_shutdown_sends_queued_replies(ss):
+    # The loop is stopped in the middle of a batch: what was queued goes out
+    # before serve_forever() returns; the rest is never handled.
+    class Handler(ss.DatagramRequestHandler):
+        def handle(self):
+            self.wfile.write(self.packet)
+            if self.packet == b"4":
+                self.server._BaseServer__shutdown_request = True
+
+    cls = batching_server(ss, reply_batch=64)
+    with cls((HOST, 0), Handler) as server, client_socket() as client:
+        for i in range(10):
+            client.sendto(b"%d" % i, server.server_address)
+        time.sleep(0.1)
+        thread = run_until_stopped(server)
+        thread.join(10)
+        assert not thread.is_alive()
+        client.setblocking(False)
+        assert drain(client, 5) == [b"%d" % i for i in range(5)]
+        with pytest.raises(BlockingIOError):
+            client.recv(100)
+        assert server.socket._fastsock_owner is None
+        assert not server.socket._fastsock_outbox
+
+
+@pytest.mark.parametrize("reply_batch", [1, 8])
+def test_hook_order_matches_stdlib(ss, reply_batch):
+    # A subclass overriding the hooks sees the stdlib's calls, in order, with
+    # or without reply batching (and the handler gets the same arguments).
+    def run(base, handler_base):
+        calls = []
+
+        class Handler(handler_base):
+            def handle(self):
+                calls.append(("handle", self.packet, type(self.socket).__mro__[-3:],
+                              self.server is server_box[0]))
+                self.wfile.write(self.packet)
+
+        class Server(base):
+            def verify_request(self, request, client_address):
+                calls.append(("verify", request[0]))
+                return request[0] != b"skip"
+
+            def process_request(self, request, client_address):
+                calls.append(("process", request[0]))
+                super().process_request(request, client_address)
+
+            def finish_request(self, request, client_address):
+                calls.append(("finish", request[0]))
+                super().finish_request(request, client_address)
+
+            def shutdown_request(self, request):
+                calls.append(("shutdown", request[0]))
+                super().shutdown_request(request)
+
+            def service_actions(self):
+                calls.append(("service",))
+
+        server_box = []
+        with Server((HOST, 0), Handler) as server, client_socket() as client:
+            server_box.append(server)
+            for data in (b"a", b"skip", b"b"):
+                client.sendto(data, server.server_address)
+            time.sleep(0.1)
+            with serving(server, poll_interval=30):
+                assert drain(client, 2) == [b"a", b"b"]
+        # Only the turns that handled a request (idle ticks may add more).
+        while calls and calls[-1] == ("service",):
+            calls.pop()
+        return calls
+
+    mine = run(batching_server(ss, reply_batch=reply_batch, counting=False),
+               ss.DatagramRequestHandler)
+    ref = run(stdlib_ss.UDPServer, stdlib_ss.DatagramRequestHandler)
+    assert mine == ref
+
+
+def test_short_path_and_instance_overrides(ss):
+    # No hook overridden: the short path; the handler sees what it would.
+    seen = []
+
+    class Handler(ss.DatagramRequestHandler):
+        def handle(self):
+            seen.append((self.request[0], self.request[1] is self.server.socket,
+                         self.client_address))
+            self.wfile.write(self.packet)
+
+    with ss.UDPServer((HOST, 0), Handler) as server, client_socket() as client:
+        verified = []
+
+        def verify(request, client_address):      # an instance attribute
+            verified.append(request[0])
+            return request[0] != b"no"
+        server.verify_request = verify
+        for data in (b"yes", b"no", b"again"):
+            client.sendto(data, server.server_address)
+        with serving(server, poll_interval=30):
+            assert drain(client, 2) == [b"yes", b"again"]
+        assert verified == [b"yes", b"no", b"again"]
+        assert seen == [(b"yes", True, client.getsockname()),
+                        (b"again", True, client.getsockname())]
+
+
+@pytest.mark.parametrize("base", ["ThreadingUDPServer", "ThreadPoolUDPServer",
+                                  "ForkingUDPServer"])
+def test_reply_batch_on_concurrent_servers(ss, base):
+    # Handlers in threads or children send at once (nothing is deferred
+    # there): with poll_interval=30 a held reply would time the client out.
+    if base.startswith("Forking") and not HAVE_FORK:
+        pytest.skip("no fork")
+    handler = type("H", (Echo, ss.DatagramRequestHandler), {})
+    cls = batching_server(ss, base, reply_batch=8)
+    with serving(cls((HOST, 0), handler), poll_interval=30) as server, \
+            client_socket() as client:
+        for i in range(20):
+            client.sendto(b"%d" % i, server.server_address)
+            assert client.recv(100) == b"%d" % i
+    if base.startswith("Forking"):
+        assert not server.active_children
+
+
+def test_unix_datagram_batching_and_send_errors(ss):
+    # The reply to a client that is gone fails once queued: handle_error()
+    # gets it, and what handle_error() sends goes out before the replies
+    # queued after the failed one -- the order the stdlib gives.
+    errors = []
+
+    class Handler(ss.DatagramRequestHandler):
+        def handle(self):
+            self.wfile.write(self.packet.upper())
+
+    cls = batching_server(ss, "UnixDatagramServer", reply_batch=8)
+
+    class Server(cls):
+        def handle_error(self, request, client_address):
+            import sys
+            errors.append((request[0], client_address, type(sys.exc_info()[1])))
+            self.socket.sendto(b"error", client_path)
+
+    server_path, gone_path, client_path = unix_path(), unix_path(), unix_path()
+    try:
+        with Server(server_path, Handler) as server, \
+                client_socket(socket.AF_UNIX, client_path) as client:
+            for i in range(5):
+                client.sendto(b"m%d" % i, server_path)
+            with client_socket(socket.AF_UNIX, gone_path) as gone:
+                gone.sendto(b"lost", server_path)
+            os.unlink(gone_path)        # its reply cannot be delivered
+            for i in range(5, 10):
+                client.sendto(b"m%d" % i, server_path)
+            time.sleep(0.1)
+            with serving(server, poll_interval=30):
+                expected = [b"M%d" % i for i in range(5)] + [b"error"] + [
+                    b"M%d" % i for i in range(5, 10)]
+                assert drain(client, 11) == expected
+                client.sendto(b"late", server_path)
+                assert client.recv(100) == b"LATE"
+        assert [(d, a) for d, a, _ in errors] == [(b"LOST", gone_path)]
+        assert issubclass(errors[0][2], OSError)
+        assert max(server._core.calls) > 1
+    finally:
+        for path in (server_path, client_path):
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+def test_queued_send_with_a_bad_address_goes_to_handle_error(ss):
+    errors = []
+
+    class Handler(ss.DatagramRequestHandler):
+        def handle(self):
+            if self.packet == b"bad":
+                self.socket.sendto(b"x", (HOST, 70000))    # queued; fails when sent
+            self.wfile.write(self.packet)
+
+    cls = batching_server(ss, reply_batch=8)
+
+    class Server(cls):
+        def handle_error(self, request, client_address):
+            import sys
+            errors.append((request[0], client_address, type(sys.exc_info()[1])))
+
+    with Server((HOST, 0), Handler) as server, client_socket() as client:
+        for data in (b"a", b"bad", b"b"):
+            client.sendto(data, server.server_address)
+        time.sleep(0.1)
+        with serving(server, poll_interval=30):
+            assert drain(client, 3) == [b"a", b"bad", b"b"]
+            client.sendto(b"c", server.server_address)
+            assert client.recv(10) == b"c"
+    assert errors == [(b"x", (HOST, 70000), OverflowError)]
+
+
+def test_handle_request_is_not_deferred(ss):
+    handler = type("H", (Echo, ss.DatagramRequestHandler), {})
+    cls = batching_server(ss, reply_batch=8)
+    with cls((HOST, 0), handler) as server, client_socket() as client:
+        for i in range(3):
+            client.sendto(b"%d" % i, server.server_address)
+        time.sleep(0.1)
+        for i in range(3):
+            server.handle_request()
+            client.settimeout(0.5)
+            assert client.recv(100) == b"%d" % i
+        assert server._core.calls == []
+
+
+# ------------------------------------------------------------ receiving ahead
+
+def test_receives_next_batch_without_waiting(ss):
+    # 40 datagrams waiting, 4 per recvmmsg: while batches keep coming the
+    # loop takes the next one at once instead of polling first.
+    waits = []
+    core = counting_core(ss.core)
+
+    def wait_readable(*args):
+        waits.append(args)
+        return ss.core.wait_readable(*args)
+    core.wait_readable = wait_readable
+
+    class Handler(ss.DatagramRequestHandler):
+        def handle(self):
+            self.wfile.write(self.packet)
+            if self.packet == b"39":
+                self.server._BaseServer__shutdown_request = True
+
+    cls = type("S", (ss.UDPServer,), {"_core": core, "recv_batch": 4})
+    with cls((HOST, 0), Handler) as server, client_socket() as client:
+        for i in range(40):
+            client.sendto(b"%d" % i, server.server_address)
+        time.sleep(0.1)
+        thread = run_until_stopped(server)
+        thread.join(10)
+        assert not thread.is_alive()
+        assert drain(client, 40) == [b"%d" % i for i in range(40)]
+    assert len(waits) <= 2
+
+
+@pytest.mark.parametrize("how", ["super", "own"])
+def test_get_request_override_sees_every_datagram(ss, how):
+    got = []
+
+    class Handler(ss.DatagramRequestHandler):
+        def handle(self):
+            self.wfile.write(self.packet)
+
+    class Server(ss.UDPServer):
+        recv_batch = 4
+
+        def get_request(self):
+            if how == "super":
+                request, address = super().get_request()
+            else:
+                data, address = self.socket.recvfrom(self.max_packet_size)
+                request = (data, self.socket)
+            got.append(request[0])
+            return request, address
+
+    with Server((HOST, 0), Handler) as server, client_socket() as client:
+        for i in range(20):
+            client.sendto(b"%d" % i, server.server_address)
+        time.sleep(0.1)
+        with serving(server, poll_interval=30):
+            assert drain(client, 20) == [b"%d" % i for i in range(20)]
+    assert got == [b"%d" % i for i in range(20)]
