@@ -614,14 +614,30 @@ class UDPServer(TCPServer):
         """
         if not self.__plain:
             return super()._handle_request_noblock()
+        counters = self._fastsock_counters
         try:
             request, client_address = self.get_request()
         except OSError:
+            with counters.lock:
+                counters.accept_errors += 1
             return
+        # The same counts as the long path (accepted, active, completed,
+        # errors), in two lock round trips instead of three.
+        with counters.lock:
+            counters.accepted += 1
+            counters.active += 1
         try:
             self.RequestHandlerClass(request, client_address, self)
         except Exception:
+            with counters.lock:
+                counters.active -= 1
+                counters.completed += 1
+            self._fastsock_count_error()
             self.handle_error(request, client_address)
+        else:
+            with counters.lock:
+                counters.active -= 1
+                counters.completed += 1
 
     def _fastsock_serving(self, start):
         # serve_forever() starts (True) or ends (False): decide whether
