@@ -761,6 +761,9 @@ def main(argv=None):
                       "module untouched. wrk (1 thread) parses responses but does not compare "
                       "bodies; its duration is whole seconds, it has no warm-up in --quick, "
                       "and the server CPU sample spans the whole wrk process."),
+        "udp_note": ("fastsock-pool on udp: UDPServer with the opt-in reply_batch = 8 "
+                     "(replies sent with sendmmsg before the loop waits again); the other "
+                     "fastsock rows use the default UDPServer (one sendto per reply)."),
         "notes": notes,
     }
     if loadgen is None:

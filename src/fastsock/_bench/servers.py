@@ -13,8 +13,11 @@ Implementations (``IMPLS``):
 ``fastsock-python``  :mod:`fastsock` with ``FASTSOCK_PURE=1`` (set by the runner)
 ``fastsock-cython``  :mod:`fastsock` with its compiled core (refuses to run on
                      the pure twin)
-``fastsock-pool``    ``fastsock.ThreadPoolTCPServer`` on the active backend,
-                     only when that class exists
+``fastsock-pool``    fastsock's opt-in extras on the active backend:
+                     ``ThreadPoolTCPServer`` for streams (only when that class
+                     exists), ``fastsock.http.HTTPServer`` for HTTP, and
+                     ``UDPServer`` with ``reply_batch = 8`` (replies sent with
+                     ``sendmmsg``) for UDP
 ``asyncio``          asyncio streams (``start_server``; ``readline``/``write``
                      /``drain``) and a ``DatagramProtocol`` for UDP
 ``uvloop``           the same asyncio code on uvloop, when importable
@@ -33,7 +36,8 @@ The socketserver handlers are written the natural stdlib way::
                 self.wfile.write(line)
 
 on ``ThreadingTCPServer`` (``UDPServer`` + ``DatagramRequestHandler`` for
-UDP; ``ThreadPoolTCPServer`` for ``fastsock-pool``).  For HTTP the handler
+UDP; ``ThreadPoolTCPServer``, or ``UDPServer`` with ``reply_batch = 8``,
+for ``fastsock-pool``).  For HTTP the handler
 is an unmodified-stdlib ``BaseHTTPRequestHandler`` subclass: ``stdlib``
 serves it on ``http.server.ThreadingHTTPServer``; ``fastsock-python`` and
 ``fastsock-cython`` call ``fastsock.install()`` *before* importing
@@ -103,6 +107,9 @@ def _serve_socketserver(args):
             def handle(self):
                 self.wfile.write(self.rfile.read())
         cls = ss.UDPServer
+        if args.impl == "fastsock-pool":
+            # the opt-in reply batching (the default stays the stdlib's)
+            cls = type("UDPServer", (cls,), {"reply_batch": 8})
     else:
         class Echo(ss.StreamRequestHandler):
             def handle(self):
