@@ -150,6 +150,66 @@ cdef int _sio_mode(object timeout, double *deadline) except -1:
     return _SIO_TIMEOUT
 
 
+cdef bint _sio_check_layout():
+    """Whether fs_sockobject matches this interpreter's socket objects: a
+    live socket.socket's fields must read back fileno(), the family and
+    every kind of timeout, and -1 once it is closed."""
+    cdef fs_sockobject *s
+    try:
+        a, b = _socket_module.socketpair()
+    except Exception:
+        return False
+    try:
+        if type(a) is not _sio_socket_type:
+            return False
+        s = <fs_sockobject *><PyObject *>a
+        if s.sock_fd != a.fileno() or s.sock_family != a.family:
+            return False
+        for t, ns in ((None, -1), (0.0, 0), (2.5, 2500000000), (None, -1)):
+            a.settimeout(t)
+            if s.sock_timeout != ns:
+                return False
+        a.close()
+        return s.sock_fd == -1
+    except Exception:
+        return False
+    finally:
+        a.close()
+        b.close()
+
+
+# True: _sio_sock_mode() reads socket.socket objects directly.
+cdef bint _sio_layout_ok = _sio_check_layout()
+
+
+cdef inline int _sio_sock_mode(object sock, int *fd, double *deadline) except -1:
+    """The descriptor and mode of a plain socket.socket (sets the deadline
+    of _SIO_TIMEOUT from now), as sock.fileno() and sock.gettimeout() give
+    them at this moment: a settimeout() or close() since the last call is
+    seen.  Without Python calls when the layout is known."""
+    cdef fs_sockobject *s
+    cdef long long t
+    if not _sio_layout_ok:
+        mode = _sio_mode(sock.gettimeout(), deadline)
+        fd[0] = sock.fileno()
+        return mode
+    s = <fs_sockobject *><PyObject *>sock
+    fd[0] = s.sock_fd
+    t = s.sock_timeout
+    if t < 0:
+        return _SIO_BLOCK
+    if t == 0:
+        return _SIO_NONBLOCK
+    deadline[0] = fs_monotonic() + <double>t * 1e-9
+    return _SIO_TIMEOUT
+
+
+cdef inline int _sio_sock_fd(object sock) except? -2:
+    if _sio_layout_ok:
+        return (<fs_sockobject *><PyObject *>sock).sock_fd
+    return sock.fileno()
+
+
 cdef Py_ssize_t _sio_size_arg(object value) except? -1:
     # io's "Py_ssize_t(accept={int, NoneType})" argument conversion.
     if value is None:
@@ -397,6 +457,8 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
     cdef bint _limited         # a duration is set: calls arm deadlines
     cdef double _dl_call       # deadline of the current call (0.0: none)
     cdef double _dl_idle       # deadline for its first byte (0.0: none, or got it)
+    cdef bint _drained         # the last recv left the socket empty: the next
+                               # one waits at once instead of trying first
 
     def __cinit__(self, sock, bufsize=-1, *, max_line=None, line_timeout=None,
                   idle_timeout=None):
@@ -445,30 +507,40 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
             if r >= 0:
                 self._dl_idle = 0.0     # no longer waiting for the first byte
             return r
-        mode = _SIO_NONBLOCK if nowait else _sio_mode(self._sock.gettimeout(), &deadline)
+        mode = _sio_sock_mode(self._sock, &fd, &deadline)
+        if nowait:
+            mode = _SIO_NONBLOCK
         if limit > 0.0 and mode != _SIO_NONBLOCK:
             # The call's deadline and the socket's, whichever is first.
             if mode == _SIO_BLOCK or limit < deadline:
                 deadline = limit
             mode = _SIO_TIMEOUT
-        fd = self._sock.fileno()
-        r = _sio_try(fd, dst, <size_t>n, flags, False, &err)
-        if r >= 0:
-            self._dl_idle = 0.0
-            return r
-        if r == _SIO_ERROR:
-            if err != EINTR:
-                raise_errno(err)
-            check_signals()
-        elif mode == _SIO_NONBLOCK:
-            return _SIO_AGAIN
+        if mode == _SIO_NONBLOCK or not self._drained:
+            # More input may be waiting (the last recv filled what it was
+            # given): take it without letting go of the GIL.
+            r = _sio_try(fd, dst, <size_t>n, flags, False, &err)
+            if r >= 0:
+                self._got(r, n, flags)
+                return r
+            if r == _SIO_ERROR:
+                if err != EINTR:
+                    raise_errno(err)
+                check_signals()
+            elif mode == _SIO_NONBLOCK:
+                self._drained = True
+                return _SIO_AGAIN
+        # The last recv emptied the socket (or this one found it empty): the
+        # peer has to send more first, so wait right away, as a blocking
+        # socket.recv() does -- one blocking recv(), or poll() + recv() with
+        # a deadline -- instead of a non-blocking try that would fail.
         while True:
             with nogil:
                 r = _sio_io(fd, dst, <size_t>n, flags, False, mode, deadline, &err)
             if r >= 0:
-                self._dl_idle = 0.0
+                self._got(r, n, flags)
                 return r
             if r == _SIO_AGAIN:
+                self._drained = True
                 return r
             if r == _SIO_TIMEDOUT:
                 self._timed_out = True
@@ -476,7 +548,14 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
             if err != EINTR:
                 raise_errno(err)
             check_signals()                 # PEP 475: retry after handlers
-            fd = self._sock.fileno()
+            fd = _sio_sock_fd(self._sock)
+
+    cdef inline void _got(self, Py_ssize_t r, Py_ssize_t n, int flags) noexcept:
+        self._dl_idle = 0.0         # no longer waiting for the first byte
+        # Fewer bytes than there was room for: the socket is empty now
+        # (unless they were only peeked at).
+        if not flags & MSG_PEEK:
+            self._drained = r < n
 
     cdef Py_ssize_t _recv_slow(self, char *dst, Py_ssize_t n, int flags,
                                double limit) except -1:
