@@ -23,6 +23,7 @@ import errno as _errno
 import io
 import math as _math
 import operator as _operator
+from os import name as _os_name, write as _os_write
 import socket as _socket
 import sys as _sys
 from _thread import allocate_lock as _allocate_lock, get_ident as _get_ident
@@ -34,6 +35,7 @@ _BLOCKING_ERRNOS = frozenset({_errno.EAGAIN, _errno.EWOULDBLOCK})
 _MSG_PEEK = getattr(_socket, "MSG_PEEK", 2)
 _SOCKET = _socket.socket
 _MSG_DONTWAIT = getattr(_socket, "MSG_DONTWAIT", 0)
+_POSIX = _os_name == "posix"     # os.write() works on a socket's descriptor
 # Most bytes an unbuffered writer holds back while coalescing.
 _PEND_MAX = 65536
 
@@ -843,9 +845,54 @@ class SocketWriter(_Locked):
 
     # -- raw socket writes ---------------------------------------------------
 
+    def _send_now(self, view):
+        """For a plain socket with a timeout: send what it takes right now,
+        without waiting (the byte count, 0 if it would block).  The core
+        tries every send this way before it waits: CPython's send() and
+        sendall() with a timeout poll first, and poll() reports an AF_UNIX
+        socket writable only while at most a quarter of its send buffer is in
+        use (TCP: a third free), so they would wait -- and could time out --
+        with room left in the buffer."""
+        # Not send(view, MSG_DONTWAIT): with a timeout, CPython polls before
+        # any send, whatever the flags.  A socket with a timeout has its
+        # descriptor in non-blocking mode (settimeout() sets it), so a plain
+        # write() on it is that send(): no poll, no wait, EAGAIN when full.
+        try:
+            return _os_write(self._sock.fileno(), view)
+        except BlockingIOError:
+            return 0
+
+    def _polls_first(self):
+        # A socket with a timeout > 0: its send()/sendall() poll first.
+        if not self._fast or not _POSIX:
+            return False
+        timeout = self._sock.gettimeout()
+        return timeout is not None and timeout > 0.0
+
+    def _sendall(self, view):
+        """sendall(view), trying the send without waiting first (see
+        _send_now)."""
+        if self._polls_first():
+            if view.format != "B" or view.ndim != 1:
+                view = view.cast("B")
+            sent = 0
+            while sent < view.nbytes:
+                n = self._send_now(view[sent:])
+                if not n:
+                    break
+                sent += n
+            else:
+                return
+            view = view[sent:]
+        self._sock.sendall(view)
+
     def _send(self, view):
         """One send (socket.SocketIO.write): the byte count, or None if a
         non-blocking socket cannot take any."""
+        if self._polls_first():
+            n = self._send_now(view)
+            if n:
+                return n
         while True:
             try:
                 n = self._sock.send(view)
@@ -887,6 +934,8 @@ class SocketWriter(_Locked):
                 try:
                     if self._reader is not None:
                         self._write_coalesced(view)
+                    elif self._fast:
+                        self._sendall(view)
                     else:
                         self._sock.sendall(b)
                 finally:
@@ -922,7 +971,7 @@ class SocketWriter(_Locked):
             return
         if held:
             self._send_held()
-        self._sock.sendall(view)
+        self._sendall(view)
 
     def _hold(self, view):
         if self._start == len(self._buf):
