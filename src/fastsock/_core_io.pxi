@@ -165,9 +165,10 @@ cdef bint _sio_check_layout():
         s = <fs_sockobject *><PyObject *>a
         if s.sock_fd != a.fileno() or s.sock_family != a.family:
             return False
-        for t, ns in ((None, -1), (0.0, 0), (2.5, 2500000000), (None, -1)):
+        # None is stored as a negative duration (-1 s on 3.11).
+        for t, ns in ((None, -1), (0.0, 0), (2.5, 2500000000), (0.001, 1000000), (None, -1)):
             a.settimeout(t)
-            if s.sock_timeout != ns:
+            if (s.sock_timeout >= 0) if ns < 0 else (s.sock_timeout != ns):
                 return False
         a.close()
         return s.sock_fd == -1
@@ -180,6 +181,7 @@ cdef bint _sio_check_layout():
 
 # True: _sio_sock_mode() reads socket.socket objects directly.
 cdef bint _sio_layout_ok = _sio_check_layout()
+_SOCKET_FIELDS_OK = _sio_layout_ok      # for the tests
 
 
 cdef inline int _sio_sock_mode(object sock, int *fd, double *deadline) except -1:

@@ -174,7 +174,7 @@ typedef struct {
     int sock_type;
     int sock_proto;
     PyObject *(*errorhandler)(void);
-    int64_t sock_timeout;           /* _PyTime_t ns; -1: blocking (None) */
+    int64_t sock_timeout;           /* _PyTime_t ns; < 0: blocking (None) */
 } fs_sockobject;
 
 #endif /* FASTSOCK_COMPAT_H */
