@@ -921,6 +921,10 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
         finally:
             self._leave()
 
+    # The hottest call: a plain method descriptor (not a cyfunction: about
+    # 7 ns less per call); the clinic-style signature keeps inspect working.
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def readline(self, limit=-1):
         """Read up to and including the next b'\\n', at most limit bytes when
         limit >= 0; what remains at EOF (b'' at EOF)."""

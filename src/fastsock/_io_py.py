@@ -534,7 +534,9 @@ class SocketReader(_Locked):
         finally:
             self._leave()
 
-    def readline(self, limit=-1):
+    # self positional-only, as in the compiled core (a plain method
+    # descriptor there: no bound-method object per call).
+    def readline(self, /, limit=-1):
         """Read up to and including the next b'\\n', at most limit bytes when
         limit >= 0; what remains at EOF (b'' at EOF)."""
         limit = _size_arg(limit)
