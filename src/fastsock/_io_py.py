@@ -38,6 +38,8 @@ _MSG_DONTWAIT = getattr(_socket, "MSG_DONTWAIT", 0)
 _POSIX = _os_name == "posix"     # os.write() works on a socket's descriptor
 # Most bytes an unbuffered writer holds back while coalescing.
 _PEND_MAX = 65536
+# _recv_once(): EINTR, retry.
+_INTERRUPTED = object()
 
 from time import monotonic as _monotonic
 
@@ -209,23 +211,29 @@ class SocketReader(_Locked):
             self._writer._flush_pending()
         if self._limited:
             return self._recv_into_limited(view, size, flags)
-        sock = self._sock
         while True:
-            try:
-                if flags:
-                    n = sock.recv_into(view, size, flags)
-                else:
-                    n = sock.recv_into(view)
-            except TimeoutError:
-                self._timed_out = True
-                raise
-            except InterruptedError:
-                continue
-            except OSError as exc:
-                if exc.errno in _BLOCKING_ERRNOS:
-                    return None
-                raise
-            break
+            n = self._recv_once(view, size, flags)
+            if n is not _INTERRUPTED:
+                return n
+
+    def _recv_once(self, view, size, flags):
+        """sock.recv_into() as socket.SocketIO.readinto() makes it: the byte
+        count, None if a non-blocking socket has nothing, _INTERRUPTED on
+        EINTR (the caller retries); a timeout marks the reader timed out."""
+        try:
+            if flags:
+                n = self._sock.recv_into(view, size, flags)
+            else:
+                n = self._sock.recv_into(view)
+        except TimeoutError:
+            self._timed_out = True
+            raise
+        except InterruptedError:
+            return _INTERRUPTED
+        except OSError as exc:
+            if exc.errno in _BLOCKING_ERRNOS:
+                return None
+            raise
         if not 0 <= n <= size:
             raise OSError("raw readinto() returned invalid length %d "
                           "(should have been between 0 and %d)" % (n, size))
@@ -251,29 +259,22 @@ class SocketReader(_Locked):
                     if timeout is None or 0.0 < left < timeout:
                         sock.settimeout(left)
                         narrowed = True
-                try:
-                    if flags:
-                        n = sock.recv_into(view, size, flags)
-                    else:
-                        n = sock.recv_into(view)
-                except TimeoutError:
-                    self._timed_out = True
-                    raise
-                except InterruptedError:
-                    continue
-                except OSError as exc:
-                    if exc.errno in _BLOCKING_ERRNOS:
-                        return None
-                    raise
-                break
+                n = self._recv_once(view, size, flags)
+                if n is not _INTERRUPTED:
+                    break
         finally:
             if narrowed:
                 sock.settimeout(timeout)
-        if not 0 <= n <= size:
-            raise OSError("raw readinto() returned invalid length %d "
-                          "(should have been between 0 and %d)" % (n, size))
-        self._dl_idle = 0.0     # the call is no longer waiting for its first byte
+        if n is not None:
+            self._dl_idle = 0.0     # the call is no longer waiting for its first byte
         return n
+
+    def _begin(self):
+        """Start a read call: take the lock (release it with _leave()) and
+        arm the call's deadlines."""
+        self._enter()
+        if self._limited:
+            self._arm()
 
     def _arm(self):
         """Start the deadlines of a read call that may wait for data (call
@@ -320,6 +321,16 @@ class SocketReader(_Locked):
             self._end = start + n
         return n
 
+    def _recv_bytes(self, n, flags=0):
+        """One read of up to n bytes from the socket, as bytes (b'' at EOF);
+        None if a non-blocking socket has nothing."""
+        buf = bytearray(n)
+        got = self._recv_into(memoryview(buf), flags)
+        if got is None:
+            return None
+        del buf[got:]
+        return bytes(buf)
+
     def _readahead(self):
         return self._end - self._pos if self._end >= 0 else 0
 
@@ -342,19 +353,12 @@ class SocketReader(_Locked):
         if self._bufsize and n < -1:
             raise ValueError("read length must be non-negative or -1")
         self._check_closed("read of closed file")
-        self._enter()
+        self._begin()
         try:
-            if self._limited:
-                self._arm()
             if not self._bufsize:
                 if n < 0:
                     return self._raw_readall()
-                buf = bytearray(n)
-                got = self._recv_into(memoryview(buf))
-                if got is None:
-                    return None
-                del buf[got:]
-                return bytes(buf)
+                return self._recv_bytes(n)
             if n == -1:
                 return self._read_all()
             if n <= self._readahead():
@@ -394,9 +398,7 @@ class SocketReader(_Locked):
                 break
             got = self._recv_into(view[written:written + chunk])
             if not got:
-                if got == 0 or written:
-                    return bytes(view[:written])
-                return None
+                return self._short_read(view, written, got)
             remaining -= got
             written += got
         self._pos = 0
@@ -404,9 +406,7 @@ class SocketReader(_Locked):
         while remaining > 0 and self._end < bufsize:
             got = self._fill()
             if not got:
-                if got == 0 or written:
-                    return bytes(view[:written])
-                return None
+                return self._short_read(view, written, got)
             if got > remaining:
                 got = remaining
             view[written:written + got] = self._view[self._pos:self._pos + got]
@@ -414,6 +414,14 @@ class SocketReader(_Locked):
             self._pos += got
             remaining -= got
         return bytes(out)
+
+    @staticmethod
+    def _short_read(view, written, got):
+        # read(n) stopped early by EOF (got 0) or a socket with nothing more
+        # (got None): what it has, or None if nothing and the socket would block.
+        if got == 0 or written:
+            return bytes(view[:written])
+        return None
 
     def read1(self, n=-1):
         """Read up to n bytes with at most one read from the socket: the
@@ -424,20 +432,13 @@ class SocketReader(_Locked):
         self._check_closed("read of closed file")
         if n == 0:
             return b""
-        self._enter()
+        self._begin()
         try:
-            if self._limited:
-                self._arm()
             have = self._readahead()
             if have > 0:
                 return self._take(min(have, n))
             self._end = -1
-            buf = bytearray(n)
-            got = self._recv_into(memoryview(buf))
-            if not got:
-                return b""
-            del buf[got:]
-            return bytes(buf)
+            return self._recv_bytes(n) or b""
         finally:
             self._leave()
 
@@ -455,10 +456,8 @@ class SocketReader(_Locked):
         view = _writable_view(b, name)
         with view:
             self._check_closed("readinto of closed file")
-            self._enter()
+            self._begin()
             try:
-                if self._limited:
-                    self._arm()
                 if not self._bufsize:
                     return self._recv_into(view)
                 return self._readinto_buffered(view, one)
@@ -512,18 +511,11 @@ class SocketReader(_Locked):
         n bytes, or io.DEFAULT_BUFFER_SIZE when n <= 0)."""
         n = _operator.index(n)
         self._check_closed("peek of closed file")
-        self._enter()
+        self._begin()
         try:
-            if self._limited:
-                self._arm()
             if not self._bufsize:
-                size = n if n > 0 else _DEFAULT_BUFFER_SIZE
-                buf = bytearray(size)
-                got = self._recv_into(memoryview(buf), _MSG_PEEK)
-                if not got:
-                    return b""
-                del buf[got:]
-                return bytes(buf)
+                return self._recv_bytes(n if n > 0 else _DEFAULT_BUFFER_SIZE,
+                                        _MSG_PEEK) or b""
             have = self._readahead()
             if have > 0:
                 return bytes(self._view[self._pos:self._end])
@@ -543,10 +535,8 @@ class SocketReader(_Locked):
         self._check_closed("readline of closed file")
         if self._max_line >= 0 and (limit < 0 or limit > self._max_line):
             return self._readline_capped()
-        self._enter()
+        self._begin()
         try:
-            if self._limited:
-                self._arm()
             if not self._bufsize:
                 return self._readline_unbuffered(limit)
             return self._readline(limit)
@@ -556,10 +546,8 @@ class SocketReader(_Locked):
     def _readline_capped(self):
         # Read at most max_line bytes; more without a newline: too long.
         limit = self._max_line
-        self._enter()
+        self._begin()
         try:
-            if self._limited:
-                self._arm()
             if not self._bufsize:
                 line = self._readline_unbuffered(limit)
             else:
