@@ -27,6 +27,7 @@ from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release,
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.number cimport PyNumber_AsSsize_t
+from cpython.long cimport PyLong_CheckExact, PyLong_AsSsize_t
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_XDECREF
 from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock,
@@ -227,6 +228,8 @@ cdef Py_ssize_t _sio_size_arg(object value) except? -1:
     # io's "Py_ssize_t(accept={int, NoneType})" argument conversion.
     if value is None:
         return -1
+    if PyLong_CheckExact(value):
+        return PyLong_AsSsize_t(value)      # OverflowError past the range
     return PyNumber_AsSsize_t(value, OverflowError)
 
 
