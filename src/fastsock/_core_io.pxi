@@ -9,9 +9,15 @@
 # The buffer states, when the socket is read or written, and what an error or
 # a timeout leaves behind follow _io.BufferedReader/_io.BufferedWriter.
 #
-# For a plain socket.socket, recv()/send() run on its fd with the GIL
-# released: one poll() + recv()/send() loop per raw read or write, in C
-# (_sio_io), honouring the socket's timeout like CPython's sock_call_ex.
+# For a plain socket.socket, recv()/send() run on its fd in C, honouring the
+# socket's timeout like CPython's sock_call_ex.  The fd and the timeout are
+# read from the socket object at every call (_sio_sock_mode: no Python call,
+# a settimeout() or close() in between is seen).  A send is tried without
+# waiting first (GIL released), and waits (poll + send) only if it would
+# block.  A recv is tried first with the GIL held only when the last one
+# filled its buffer (more input is likely waiting); after a recv that
+# emptied the socket, it waits at once: one blocking recv() for a blocking
+# socket, poll() + recv() under a deadline (_sio_io, GIL released).
 # Any other socket-like object (ssl.SSLSocket...) is driven through its own
 # recv_into()/send()/sendall() methods.
 #
