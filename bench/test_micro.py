@@ -76,9 +76,10 @@ def _lines(size):
     return line * (ROUND_BYTES // size)
 
 
-def _bench_read(benchmark, impl, pair, size, bufsize, op):
+def _bench_read(benchmark, impl, pair, size, bufsize, op, timeout=None):
     make_reader, _ = _streams(impl)
     server, client = pair
+    server.settimeout(timeout)
     payload = _lines(size)
     count = ROUND_BYTES // size
     rfile = make_reader(server, bufsize)
@@ -109,7 +110,7 @@ def _bench_read(benchmark, impl, pair, size, bufsize, op):
         server.setblocking(False)
         with pytest.raises(BlockingIOError):
             server.recv(1)
-        server.setblocking(True)
+        server.settimeout(timeout)
     finally:
         rfile.close()
 
@@ -145,6 +146,13 @@ def test_readline_64(benchmark, impl, pair):
 @pytest.mark.benchmark(group="readline 1KiB lines, rbufsize=-1 (64 calls/round)")
 def test_readline_1k(benchmark, impl, pair):
     _bench_read(benchmark, impl, pair, 1024, -1, "readline")
+
+
+@pytest.mark.benchmark(group="readline 64B lines, rbufsize=-1, sock.settimeout(5) (1024 calls/round)")
+def test_readline_64_timeout(benchmark, impl, pair):
+    # A socket with a timeout: every refill computes a deadline (the stdlib
+    # polls before each recv; the reader only when the socket was emptied).
+    _bench_read(benchmark, impl, pair, 64, -1, "readline", timeout=5.0)
 
 
 @pytest.mark.benchmark(group="for line in rfile, 64B lines (1024 lines/round)")

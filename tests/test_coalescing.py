@@ -139,3 +139,48 @@ def test_pipelined_echo_is_exact(ss, lines, chunk):
             client.shutdown(socket.SHUT_WR)
             assert recv_exactly(client, len(payload)) == payload
             assert client.recv(1) == b""
+
+
+@pytest.mark.parametrize("linked", [True, False])
+def test_write_with_short_timeout_does_not_wait_while_the_buffer_has_room(core, linked):
+    # Finding 7 (docs/hardening.md): with a timeout, CPython's send() and
+    # sendall() poll before sending, and poll() reports an AF_UNIX socket
+    # writable only while at most a quarter of its send buffer is used.  The
+    # writer tries each send without waiting first, so writes that fit in
+    # the buffer succeed even though the peer reads nothing meanwhile.
+    server, client = socket.socketpair()
+    server.settimeout(0.003)
+    reader = core.SocketReader(server, -1)
+    writer = core.SocketWriter(server, 0, reader if linked else None)
+    try:
+        client.sendall(b"a\nb\n")
+        assert reader.readline() == b"a\n"
+        assert writer.write(b"x" * 56559) == 56559    # held back if linked: b"b\n" is buffered
+        assert reader.readline() == b"b\n"
+        assert writer.write(b"y" * 18853) == 18853    # no input left: all of it goes out
+        assert recv_exactly(client, 75412) == b"x" * 56559 + b"y" * 18853
+        client.settimeout(None)
+        assert nothing_arrived(client)
+    finally:
+        writer.close()
+        reader.close()
+        server.close()
+        client.close()
+
+
+def test_write_timeout_still_raised_when_the_buffer_is_full(core):
+    # Trying without waiting first does not drop the socket's timeout: a
+    # write the peer never makes room for still times out.
+    server, client = socket.socketpair()
+    server.settimeout(0.05)
+    reader = core.SocketReader(server, -1)
+    writer = core.SocketWriter(server, 0, reader)
+    try:
+        with pytest.raises(TimeoutError):
+            for _ in range(1000):
+                writer.write(b"x" * 65536)
+    finally:
+        writer.close()
+        reader.close()
+        server.close()
+        client.close()

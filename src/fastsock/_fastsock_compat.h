@@ -1,4 +1,5 @@
-/* Small portability layer for fastsock._core (C only, no Python). */
+/* Small portability layer for fastsock._core (C only, apart from the
+   socket object layout at the end). */
 #ifndef FASTSOCK_COMPAT_H
 #define FASTSOCK_COMPAT_H
 
@@ -158,5 +159,22 @@ static int fs_poll_ms(double seconds)
         return 2147483647;
     return (int)ms + ((double)(int)ms < ms ? 1 : 0);
 }
+
+/* The leading fields of CPython's socket object (PySocketSockObject in
+   Modules/socketmodule.h, the same from 3.7 through 3.13 on POSIX): the
+   reader takes a plain socket.socket's descriptor and timeout from here
+   instead of calling fileno() and gettimeout() on every recv.  Not a public
+   API: fastsock._core checks at import that a live socket's fields read
+   back what fileno()/gettimeout() say, and uses the methods if they do not. */
+#include <Python.h>
+typedef struct {
+    PyObject_HEAD
+    int sock_fd;                    /* SOCKET_T; -1 once closed */
+    int sock_family;
+    int sock_type;
+    int sock_proto;
+    PyObject *(*errorhandler)(void);
+    int64_t sock_timeout;           /* _PyTime_t ns; < 0: blocking (None) */
+} fs_sockobject;
 
 #endif /* FASTSOCK_COMPAT_H */

@@ -23,6 +23,7 @@ import errno as _errno
 import io
 import math as _math
 import operator as _operator
+from os import name as _os_name, write as _os_write
 import socket as _socket
 import sys as _sys
 from _thread import allocate_lock as _allocate_lock, get_ident as _get_ident
@@ -34,8 +35,11 @@ _BLOCKING_ERRNOS = frozenset({_errno.EAGAIN, _errno.EWOULDBLOCK})
 _MSG_PEEK = getattr(_socket, "MSG_PEEK", 2)
 _SOCKET = _socket.socket
 _MSG_DONTWAIT = getattr(_socket, "MSG_DONTWAIT", 0)
+_POSIX = _os_name == "posix"     # os.write() works on a socket's descriptor
 # Most bytes an unbuffered writer holds back while coalescing.
 _PEND_MAX = 65536
+# _recv_once(): EINTR, retry.
+_INTERRUPTED = object()
 
 from time import monotonic as _monotonic
 
@@ -208,23 +212,29 @@ class SocketReader(_Locked):
             self._writer._flush_pending()
         if self._limited:
             return self._recv_into_limited(view, size, flags)
-        sock = self._sock
         while True:
-            try:
-                if flags:
-                    n = sock.recv_into(view, size, flags)
-                else:
-                    n = sock.recv_into(view)
-            except TimeoutError:
-                self._timed_out = True
-                raise
-            except InterruptedError:
-                continue
-            except OSError as exc:
-                if exc.errno in _BLOCKING_ERRNOS:
-                    return None
-                raise
-            break
+            n = self._recv_once(view, size, flags)
+            if n is not _INTERRUPTED:
+                return n
+
+    def _recv_once(self, view, size, flags):
+        """sock.recv_into() as socket.SocketIO.readinto() makes it: the byte
+        count, None if a non-blocking socket has nothing, _INTERRUPTED on
+        EINTR (the caller retries); a timeout marks the reader timed out."""
+        try:
+            if flags:
+                n = self._sock.recv_into(view, size, flags)
+            else:
+                n = self._sock.recv_into(view)
+        except TimeoutError:
+            self._timed_out = True
+            raise
+        except InterruptedError:
+            return _INTERRUPTED
+        except OSError as exc:
+            if exc.errno in _BLOCKING_ERRNOS:
+                return None
+            raise
         if not 0 <= n <= size:
             raise OSError("raw readinto() returned invalid length %d "
                           "(should have been between 0 and %d)" % (n, size))
@@ -252,31 +262,22 @@ class SocketReader(_Locked):
                     if timeout is None or 0.0 < left < timeout:
                         sock.settimeout(left)
                         narrowed = True
-                try:
-                    if flags:
-                        n = sock.recv_into(view, size, flags)
-                    else:
-                        n = sock.recv_into(view)
-                except TimeoutError:
-                    self._timed_out = True
-                    raise
-                except InterruptedError:
-                    continue
-                except OSError as exc:
-                    if exc.errno in _BLOCKING_ERRNOS:
-                        return None
-                    raise
-                break
+                n = self._recv_once(view, size, flags)
+                if n is not _INTERRUPTED:
+                    break
         finally:
             if narrowed:
                 sock.settimeout(timeout)
-        if not 0 <= n <= size:
-            raise OSError("raw readinto() returned invalid length %d "
-                          "(should have been between 0 and %d)" % (n, size))
-        self._dl_idle = 0.0     # the call is no longer waiting for its first byte
-        if not flags & _MSG_PEEK:
-            self._nread += n
+        if n is not None:
+            self._dl_idle = 0.0     # the call is no longer waiting for its first byte
         return n
+
+    def _begin(self):
+        """Start a read call: take the lock (release it with _leave()) and
+        arm the call's deadlines."""
+        self._enter()
+        if self._limited:
+            self._arm()
 
     def _arm(self):
         """Start the deadlines of a read call that may wait for data (call
@@ -323,6 +324,16 @@ class SocketReader(_Locked):
             self._end = start + n
         return n
 
+    def _recv_bytes(self, n, flags=0):
+        """One read of up to n bytes from the socket, as bytes (b'' at EOF);
+        None if a non-blocking socket has nothing."""
+        buf = bytearray(n)
+        got = self._recv_into(memoryview(buf), flags)
+        if got is None:
+            return None
+        del buf[got:]
+        return bytes(buf)
+
     def _readahead(self):
         return self._end - self._pos if self._end >= 0 else 0
 
@@ -345,19 +356,12 @@ class SocketReader(_Locked):
         if self._bufsize and n < -1:
             raise ValueError("read length must be non-negative or -1")
         self._check_closed("read of closed file")
-        self._enter()
+        self._begin()
         try:
-            if self._limited:
-                self._arm()
             if not self._bufsize:
                 if n < 0:
                     return self._raw_readall()
-                buf = bytearray(n)
-                got = self._recv_into(memoryview(buf))
-                if got is None:
-                    return None
-                del buf[got:]
-                return bytes(buf)
+                return self._recv_bytes(n)
             if n == -1:
                 return self._read_all()
             if n <= self._readahead():
@@ -397,9 +401,7 @@ class SocketReader(_Locked):
                 break
             got = self._recv_into(view[written:written + chunk])
             if not got:
-                if got == 0 or written:
-                    return bytes(view[:written])
-                return None
+                return self._short_read(view, written, got)
             remaining -= got
             written += got
         self._pos = 0
@@ -407,9 +409,7 @@ class SocketReader(_Locked):
         while remaining > 0 and self._end < bufsize:
             got = self._fill()
             if not got:
-                if got == 0 or written:
-                    return bytes(view[:written])
-                return None
+                return self._short_read(view, written, got)
             if got > remaining:
                 got = remaining
             view[written:written + got] = self._view[self._pos:self._pos + got]
@@ -417,6 +417,14 @@ class SocketReader(_Locked):
             self._pos += got
             remaining -= got
         return bytes(out)
+
+    @staticmethod
+    def _short_read(view, written, got):
+        # read(n) stopped early by EOF (got 0) or a socket with nothing more
+        # (got None): what it has, or None if nothing and the socket would block.
+        if got == 0 or written:
+            return bytes(view[:written])
+        return None
 
     def read1(self, n=-1):
         """Read up to n bytes with at most one read from the socket: the
@@ -427,20 +435,13 @@ class SocketReader(_Locked):
         self._check_closed("read of closed file")
         if n == 0:
             return b""
-        self._enter()
+        self._begin()
         try:
-            if self._limited:
-                self._arm()
             have = self._readahead()
             if have > 0:
                 return self._take(min(have, n))
             self._end = -1
-            buf = bytearray(n)
-            got = self._recv_into(memoryview(buf))
-            if not got:
-                return b""
-            del buf[got:]
-            return bytes(buf)
+            return self._recv_bytes(n) or b""
         finally:
             self._leave()
 
@@ -458,10 +459,8 @@ class SocketReader(_Locked):
         view = _writable_view(b, name)
         with view:
             self._check_closed("readinto of closed file")
-            self._enter()
+            self._begin()
             try:
-                if self._limited:
-                    self._arm()
                 if not self._bufsize:
                     return self._recv_into(view)
                 return self._readinto_buffered(view, one)
@@ -515,18 +514,11 @@ class SocketReader(_Locked):
         n bytes, or io.DEFAULT_BUFFER_SIZE when n <= 0)."""
         n = _operator.index(n)
         self._check_closed("peek of closed file")
-        self._enter()
+        self._begin()
         try:
-            if self._limited:
-                self._arm()
             if not self._bufsize:
-                size = n if n > 0 else _DEFAULT_BUFFER_SIZE
-                buf = bytearray(size)
-                got = self._recv_into(memoryview(buf), _MSG_PEEK)
-                if not got:
-                    return b""
-                del buf[got:]
-                return bytes(buf)
+                return self._recv_bytes(n if n > 0 else _DEFAULT_BUFFER_SIZE,
+                                        _MSG_PEEK) or b""
             have = self._readahead()
             if have > 0:
                 return bytes(self._view[self._pos:self._end])
@@ -537,17 +529,17 @@ class SocketReader(_Locked):
         finally:
             self._leave()
 
-    def readline(self, limit=-1):
+    # self positional-only, as in the compiled core (a plain method
+    # descriptor there: no bound-method object per call).
+    def readline(self, /, limit=-1):
         """Read up to and including the next b'\\n', at most limit bytes when
         limit >= 0; what remains at EOF (b'' at EOF)."""
         limit = _size_arg(limit)
         self._check_closed("readline of closed file")
         if self._max_line >= 0 and (limit < 0 or limit > self._max_line):
             return self._readline_capped()
-        self._enter()
+        self._begin()
         try:
-            if self._limited:
-                self._arm()
             if not self._bufsize:
                 return self._readline_unbuffered(limit)
             return self._readline(limit)
@@ -557,10 +549,8 @@ class SocketReader(_Locked):
     def _readline_capped(self):
         # Read at most max_line bytes; more without a newline: too long.
         limit = self._max_line
-        self._enter()
+        self._begin()
         try:
-            if self._limited:
-                self._arm()
             if not self._bufsize:
                 line = self._readline_unbuffered(limit)
             else:
@@ -868,6 +858,30 @@ class SocketWriter(_Locked):
 
     # -- raw socket writes ---------------------------------------------------
 
+    def _send_now(self, view):
+        """For a plain socket with a timeout: send what it takes right now,
+        without waiting (the byte count, 0 if it would block).  The core
+        tries every send this way before it waits: CPython's send() and
+        sendall() with a timeout poll first, and poll() reports an AF_UNIX
+        socket writable only while at most a quarter of its send buffer is in
+        use (TCP: a third free), so they would wait -- and could time out --
+        with room left in the buffer."""
+        # Not send(view, MSG_DONTWAIT): with a timeout, CPython polls before
+        # any send, whatever the flags.  A socket with a timeout has its
+        # descriptor in non-blocking mode (settimeout() sets it), so a plain
+        # write() on it is that send(): no poll, no wait, EAGAIN when full.
+        try:
+            return _os_write(self._sock.fileno(), view)
+        except BlockingIOError:
+            return 0
+
+    def _polls_first(self):
+        # A socket with a timeout > 0: its send()/sendall() poll first.
+        if not self._fast or not _POSIX:
+            return False
+        timeout = self._sock.gettimeout()
+        return timeout is not None and timeout > 0.0
+
     def _send(self, view):
         """One send (socket.SocketIO.write): the byte count, or None if a
         non-blocking socket cannot take any."""
@@ -875,6 +889,11 @@ class SocketWriter(_Locked):
             raise TimeoutError("timed out")
         if self._write_timeout:
             return self._send_limited(view)
+        if self._polls_first():
+            n = self._send_now(view)
+            if n:
+                self._nwritten += n
+                return n
         while True:
             try:
                 n = self._sock.send(view)
@@ -897,6 +916,11 @@ class SocketWriter(_Locked):
         sock = self._sock
         if self._wdl == 0.0:
             self._wdl = _monotonic() + self._write_timeout
+        if self._polls_first():
+            n = self._send_now(view)
+            if n:
+                self._nwritten += n
+                return n
         while True:
             left = self._wdl - _monotonic()
             if left <= 0.0:
@@ -928,23 +952,37 @@ class SocketWriter(_Locked):
         self._nwritten += n
         return n
 
-    def _sendall(self, view, b):
-        # socket.sendall(), counting what is sent (and within write_timeout).
+    def _sendall(self, view, b=None):
+        """socket.sendall(), counting what is sent, within write_timeout, and
+        trying the send without waiting first where the socket would poll
+        (see _send_now).  b: the caller's object, given to a socket that is
+        not a plain socket.socket as it is."""
         if self._wtimed_out:
             raise TimeoutError("timed out")
-        if not self._write_timeout:
-            self._sock.sendall(b)
-            self._nwritten += view.nbytes
-            return
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
-        pos = 0
-        size = len(view)
-        while pos < size:
-            n = self._send(view[pos:])
-            if n is None:
-                raise BlockingIOError(_errno.EAGAIN, "Resource temporarily unavailable")
-            pos += n
+        if self._write_timeout:
+            pos = 0
+            size = len(view)
+            while pos < size:
+                n = self._send(view[pos:])
+                if n is None:
+                    raise BlockingIOError(_errno.EAGAIN, "Resource temporarily unavailable")
+                pos += n
+            return
+        if self._polls_first():
+            sent = 0
+            while sent < view.nbytes:
+                n = self._send_now(view[sent:])
+                if not n:
+                    break
+                sent += n
+            self._nwritten += sent
+            if sent == view.nbytes:
+                return
+            view = b = view[sent:]
+        self._sock.sendall(view if b is None else b)
+        self._nwritten += view.nbytes
 
     def _flush_unlocked(self):
         view = memoryview(self._buf)
@@ -1009,7 +1047,7 @@ class SocketWriter(_Locked):
             return
         if held:
             self._send_held()
-        self._sendall(view, view)
+        self._sendall(view)
 
     def _hold(self, view):
         if self._start == len(self._buf):

@@ -93,3 +93,7 @@ cdef extern from "_fastsock_compat.h" nogil:
                       sockaddr_storage *addrs, socklen_t *addrlens, size_t *lens)
     double fs_monotonic()
     int fs_poll_ms(double seconds)
+    ctypedef struct fs_sockobject:
+        int sock_fd
+        int sock_family
+        long long sock_timeout
