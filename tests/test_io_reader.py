@@ -254,3 +254,55 @@ def test_compiled_reader_reads_socket_fields_directly():
     # says so.  (Compiled core only: the pure twin always calls the methods.)
     from fastsock import _backend
     assert _backend.load("cython")._SOCKET_FIELDS_OK is True
+
+
+@pytest.mark.parametrize("bufsize", [-1, None, 8192])
+def test_bulk_input_through_a_growing_buffer(core, bufsize):
+    # A reader whose size was left to it grows its buffer (up to 64 KiB in
+    # the compiled core) while refills come back full.  A bulk stream read
+    # with every kind of call must still come out byte for byte, each call
+    # keeping its contract (how much read1()/peek() return is the buffer's
+    # business, as with io.BufferedReader).
+    import random
+    rng = random.Random(1234)
+    payload = b"".join(b"%d:" % i + b"x" * rng.randrange(0, 3000) + b"\n"
+                       for i in range(800))
+    a, b = socket.socketpair()
+    reader = core.SocketReader(a, bufsize)
+    sender = threading.Thread(target=lambda: (b.sendall(payload), b.shutdown(socket.SHUT_WR)))
+    sender.start()
+    out = []
+    pos = 0
+    try:
+        while True:
+            op = rng.choice(("readline", "read", "read1", "readinto", "peek"))
+            size = rng.randrange(1, 20000)
+            if op == "peek":
+                got = reader.peek()
+                assert got == payload[pos:pos + len(got)]
+                assert got or pos == len(payload)
+                continue
+            if op == "readline":
+                got = reader.readline()
+                assert got == payload[pos:payload.find(b"\n", pos) + 1]
+            elif op == "read":
+                got = reader.read(size)
+                assert len(got) == min(size, len(payload) - pos)
+            elif op == "read1":
+                got = reader.read1(size)
+                assert 0 < len(got) <= size or pos == len(payload)
+            else:
+                buf = bytearray(size)
+                got = bytes(buf[:reader.readinto(buf)])
+                assert len(got) == min(size, len(payload) - pos)
+            if not got:
+                break
+            out.append(got)
+            pos += len(got)
+            assert b"".join(out[-1:]) == payload[pos - len(got):pos]
+    finally:
+        sender.join(10)
+        reader.close()
+        a.close()
+        b.close()
+    assert pos == len(payload) and b"".join(out) == payload

@@ -52,6 +52,11 @@ cdef extern from "Python.h":
         PY_SSIZE_T_MAX
 
 cdef Py_ssize_t _SIO_DEFAULT = io.DEFAULT_BUFFER_SIZE
+# A reader whose size the caller left to us (bufsize -1/None) starts at
+# _SIO_DEFAULT and doubles, up to _SIO_GROW_MAX, each time a refill of the
+# whole buffer comes back full: bulk input then costs one recv() per 64 KiB
+# instead of per 8 KiB, while a connection of small requests keeps 8 KiB.
+cdef Py_ssize_t _SIO_GROW_MAX = 65536
 # Most bytes an unbuffered writer holds back while coalescing.
 cdef Py_ssize_t _PEND_MAX = 65536
 from fastsock._flusher import register as _sio_flusher_register
@@ -482,10 +487,14 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
     cdef unsigned long long _nread  # bytes received (peeks not counted)
     cdef bint _drained         # the last recv left the socket empty: the next
                                # one waits at once instead of trying first
+    cdef bint _grow            # bufsize was left to us: may grow (see _SIO_GROW_MAX)
+    cdef bint _was_full        # the last whole-buffer refill filled it
 
     def __cinit__(self, sock, bufsize=-1, *, max_line=None, line_timeout=None,
                   idle_timeout=None):
         self._bufsize = _sio_bufsize_arg(bufsize)
+        self._grow = self._bufsize == _SIO_DEFAULT and (
+            bufsize is None or PyNumber_AsSsize_t(bufsize, OverflowError) < 0)
         self._max_line = _sio_max_line_arg(max_line)
         self._line_timeout = _sio_seconds_arg(line_timeout, "line_timeout")
         self._idle_timeout = _sio_seconds_arg(idle_timeout, "idle_timeout")
@@ -673,9 +682,20 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
         """Read once into the free end of the buffer (all of it when nothing
         is valid): the count, 0 at EOF, or _SIO_AGAIN."""
         cdef Py_ssize_t start = self._end if self._end >= 0 else 0
-        cdef Py_ssize_t n = self._recv(self._buf + start, self._bufsize - start, 0)
+        cdef Py_ssize_t n
+        cdef char *grown
+        if start == 0 and self._was_full and self._grow and self._bufsize < _SIO_GROW_MAX:
+            # Nothing valid is buffered: the buffer may be replaced.
+            grown = <char *>PyMem_Realloc(self._buf, 2 * self._bufsize)
+            if grown != NULL:
+                self._buf = grown
+                self._bufsize *= 2
+                self._cap = self._bufsize
+        n = self._recv(self._buf + start, self._bufsize - start, 0)
         if n > 0:
             self._end = start + n
+        if start == 0:
+            self._was_full = n == self._bufsize
         return n
 
     cdef inline Py_ssize_t _readahead(self) noexcept:
