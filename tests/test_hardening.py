@@ -14,7 +14,6 @@ import select
 import signal
 import socket
 import socketserver as stdlib_ss
-import struct
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ import time
 import pytest
 
 import fastsock
-from helpers import HOST, recv_all, serving, tcp_exchange, unix_path
+from helpers import HOST, serving, tcp_exchange, unix_path
 
 
 def pool_class(ss, name):
@@ -112,13 +111,6 @@ class GoodClient:
             assert not self._thread.is_alive(), "the good client is stuck"
             assert not self.errors, self.errors
             assert self.done >= self.minimum, self.done
-
-
-def linger_zero(sock):
-    """Make close() send a RST (TCP); a no-op on unix sockets, whose close()
-    with unread data already reports ECONNRESET to the peer."""
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def wait_until(predicate, timeout=10, what="condition"):

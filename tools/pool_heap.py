@@ -15,7 +15,7 @@ in-use; free inside the arena; mmapped), and at the end what malloc_trim(0)
 gives back.  Loopback only; the client process stops by itself after
 *seconds*.
 """
-import ctypes, os, random, socket, subprocess, sys, threading, time
+import ctypes, os, subprocess, sys, threading, time
 backend, seconds = sys.argv[1], float(sys.argv[2])
 variant = sys.argv[3] if len(sys.argv) > 3 else ""
 os.environ["FASTSOCK_PURE"] = "1" if backend == "python" else "0"
