@@ -1099,3 +1099,28 @@ def test_large_transfer_integrity(core):
         thread.join(30)
         server.close()
         client.close()
+
+
+@pytest.mark.parametrize("linked", [False, True])
+def test_empty_write_to_a_gone_peer_raises_like_the_stdlib(core, linked):
+    # socketserver._SocketWriter.write(b"") is sendall(b""), which still
+    # makes one send(): a peer that has gone is reported.
+    import socketserver
+    results = []
+    for ours in (False, True):
+        a, b = socket.socketpair()
+        reader = core.SocketReader(a) if ours and linked else None
+        writer = core.SocketWriter(a, 0, reader) if ours else socketserver._SocketWriter(a)
+        try:
+            results.append(outcome(writer.write, b""))     # peer still there
+            b.close()
+            results.append(outcome(writer.write, b""))
+        finally:
+            writer.close()
+            if reader is not None:
+                reader.close()
+            a.close()
+            b.close()
+    assert results[0] == ("ok", 0)
+    assert results[1][:2] == ("raised", BrokenPipeError)
+    assert results[2:] == results[:2]

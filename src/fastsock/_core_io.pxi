@@ -1303,17 +1303,14 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
         deadline for the whole (sendall()), else one per send() call
         (socket.SocketIO.write())."""
         cdef int fd, mode, wmode, err = 0
-        cdef double deadline = 0.0, timeout = 0.0, wdeadline
+        cdef double deadline = 0.0, wdeadline
         cdef Py_ssize_t r
         if self._wtimed_out:
             raise_timeout()
         if not self._fast:
             return self._send_slow(data, n, keep, progress)
-        t = self._sock.gettimeout()
-        mode = _sio_mode(t, &deadline)
-        if mode == _SIO_TIMEOUT:
-            timeout = t
-        fd = self._sock.fileno()
+        # fileno()/gettimeout() read from the socket object (no Python calls)
+        mode = _sio_sock_mode(self._sock, &fd, &deadline)
         while n - progress[0] > keep:
             r = _sio_try(fd, <char *>data + progress[0], <size_t>(n - progress[0]),
                          0, True, &err)
@@ -1348,9 +1345,10 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
                     # A send cut short by a signal: run the handlers before
                     # blocking again.
                     check_signals()
-                    fd = self._sock.fileno()
                     if mode == _SIO_TIMEOUT and not overall:
-                        deadline = fs_monotonic() + timeout
+                        _sio_sock_mode(self._sock, &fd, &deadline)   # a fresh timeout
+                    else:
+                        fd = _sio_sock_fd(self._sock)
                 continue
             if r == _SIO_AGAIN:
                 return 1
@@ -1361,7 +1359,7 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
             if err != EINTR:
                 raise_errno(err)
             check_signals()                 # PEP 475: retry after handlers
-            fd = self._sock.fileno()
+            fd = _sio_sock_fd(self._sock)
         return 0
 
     cdef int _send_slow(self, const char *data, Py_ssize_t n, Py_ssize_t keep,
@@ -1445,6 +1443,10 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
                 self._wdl = 0.0         # a new call: write_timeout starts afresh
                 if self._bufsize:
                     return self._write_buffered(<const char *>view.buf, view.len)
+                if view.len == 0 and self._fast and self._end <= self._start:
+                    # sendall(b"") still makes one send(): a peer that has
+                    # gone is reported (BrokenPipeError...), as the stdlib does.
+                    return self._send_empty()
                 if self._reader is not None:
                     self._write_coalesced(<const char *>view.buf, view.len)
                     return view.len
@@ -1469,6 +1471,18 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
     # next needs the socket, on flush()/close(), when _PEND_MAX would be
     # exceeded, on the next write made with no input left, or after
     # fastsock._flusher.DELAY if the handler pauses.
+
+    cdef int _send_empty(self) except -1:
+        cdef int err = 0
+        cdef char nothing = 0
+        if self._wtimed_out:
+            raise_timeout()
+        while True:
+            if _sio_try(_sio_sock_fd(self._sock), &nothing, 0, 0, True, &err) != _SIO_ERROR:
+                return 0
+            if err != EINTR:
+                raise_errno(err)
+            check_signals()
 
     cdef int _write_coalesced(self, const char *data, Py_ssize_t n) except -1:
         cdef SocketReader reader = <SocketReader>self._reader
