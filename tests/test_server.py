@@ -837,3 +837,43 @@ def test_default_backlog_takes_a_burst(ss):
         finally:
             for client in clients:
                 client.close()
+
+
+def test_trim_heap_returns_what_the_c_library_says(core):
+    import platform
+    result = core.trim_heap()
+    if platform.libc_ver()[0] == "glibc":
+        assert result in (True, False)       # malloc_trim exists
+    else:
+        assert result is None
+
+
+def test_pool_trims_the_heap_every_interval(ss, core, monkeypatch):
+    calls = []
+    real = core.trim_heap
+
+    def counting():
+        calls.append(time.monotonic())
+        return real()
+
+    monkeypatch.setattr(core, "trim_heap", counting)
+    import fastsock
+    cls = type("Pool", (fastsock.ThreadPoolTCPServer,), {"_core": core, "heap_trim_interval": 0.05})
+    server = cls((HOST, 0), echo_handler(ss))
+    with serving(server, poll_interval=0.01):
+        assert tcp_exchange(server.server_address, b"a\n") == b"a\n"
+        deadline = time.monotonic() + 10
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert len(calls) >= 3
+    # never more often than the interval (the first turn only arms it)
+    assert all(b - a >= 0.04 for a, b in zip(calls, calls[1:]))
+
+    # None: never
+    calls.clear()
+    cls = type("Pool", (fastsock.ThreadPoolTCPServer,), {"_core": core, "heap_trim_interval": None})
+    server = cls((HOST, 0), echo_handler(ss))
+    with serving(server, poll_interval=0.01):
+        assert tcp_exchange(server.server_address, b"b\n") == b"b\n"
+        time.sleep(0.2)
+    assert calls == []

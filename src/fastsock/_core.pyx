@@ -21,7 +21,7 @@ import io
 import socket as _socket_module
 
 __all__ = ["READY", "WOKEN", "INVALID", "Waker", "wait_readable", "accept", "recvfrom",
-           "DatagramReceiver", "send_batch", "SocketReader", "SocketWriter"]
+           "DatagramReceiver", "send_batch", "trim_heap", "SocketReader", "SocketWriter"]
 
 include "_core_errors.pxi"
 include "_core_loop.pxi"

@@ -565,3 +565,19 @@ def send_batch(sock, list items, Py_ssize_t start=0):
             check_signals()
         else:
             raise_errno(err)
+
+
+def trim_heap():
+    """trim_heap()
+--
+
+Give the C heap's free memory back to the system (glibc's
+    ``malloc_trim(0)``, with the GIL released): True if some was released,
+    False if none was, None where the C library has no such call.  Long-lived
+    worker threads that handle large requests can leave glibc's arenas with
+    much free but resident memory; ``ThreadPoolMixIn`` calls this every
+    ``heap_trim_interval`` seconds."""
+    cdef int r
+    with nogil:
+        r = fs_heap_trim()
+    return None if r < 0 else r == 1

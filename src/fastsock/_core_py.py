@@ -1,9 +1,9 @@
 """Pure-Python twin of ``fastsock._core``: the same names, signatures and
 behaviour, used where the extension is not built or ``FASTSOCK_PURE=1``."""
 from ._loop_py import (READY, WOKEN, INVALID, Waker, wait_readable, accept, recvfrom,
-                       DatagramReceiver, send_batch)
+                       DatagramReceiver, send_batch, trim_heap)
 from ._io_py import SocketReader, SocketWriter
 
 __all__ = ["READY", "WOKEN", "INVALID", "Waker", "wait_readable", "accept", "recvfrom",
-           "DatagramReceiver", "send_batch",
+           "DatagramReceiver", "send_batch", "trim_heap",
            "SocketReader", "SocketWriter"]

@@ -17,6 +17,16 @@
 #include <sys/eventfd.h>
 #endif
 
+/* Give the C heap's free pages back to the system: glibc's malloc_trim(0),
+   which also releases free pages inside its arenas.  1 if memory was
+   released, 0 if none (or not glibc), -1 where there is no such call. */
+#if defined(__GLIBC__)
+#include <malloc.h>
+static int fs_heap_trim(void) { return malloc_trim(0) ? 1 : 0; }
+#else
+static int fs_heap_trim(void) { return -1; }
+#endif
+
 /* No SIGPIPE from send() where the flag exists; elsewhere the process is
    expected to ignore SIGPIPE, as CPython does at startup. */
 #ifndef MSG_NOSIGNAL

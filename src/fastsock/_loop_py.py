@@ -8,7 +8,7 @@ import threading
 from time import monotonic
 
 __all__ = ["READY", "WOKEN", "INVALID", "Waker", "wait_readable", "accept", "recvfrom",
-           "DatagramReceiver", "send_batch"]
+           "DatagramReceiver", "send_batch", "trim_heap"]
 
 #: wait_readable() result bits
 READY = 1   # the watched fd is readable (or in error: the next call reports it)
@@ -219,3 +219,27 @@ def send_batch(sock, items, start=0):
             break
         sent += 1
     return sent
+
+
+_malloc_trim = False     # not looked up yet
+
+
+def trim_heap():
+    """Give the C heap's free memory back to the system (glibc's
+    ``malloc_trim(0)``, through ctypes): True if some was released, False if
+    none was, None where the C library has no such call."""
+    global _malloc_trim
+    if _malloc_trim is False:
+        _malloc_trim = None
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None)
+            if hasattr(libc, "gnu_get_libc_version"):
+                _malloc_trim = libc.malloc_trim
+                _malloc_trim.argtypes = [ctypes.c_size_t]
+                _malloc_trim.restype = ctypes.c_int
+        except (ImportError, OSError, AttributeError):
+            _malloc_trim = None
+    if _malloc_trim is None:
+        return None
+    return _malloc_trim(0) == 1

@@ -92,6 +92,7 @@ cdef extern from "_fastsock_compat.h" nogil:
     int fs_recv_batch(int fd, char *buf, size_t size, unsigned int vlen,
                       sockaddr_storage *addrs, socklen_t *addrlens, size_t *lens)
     double fs_monotonic()
+    int fs_heap_trim()
     int fs_poll_ms(double seconds)
     ctypedef struct fs_sockobject:
         int sock_fd
