@@ -13,7 +13,11 @@ import sys
 
 import pytest
 
-SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+import fastsock
+
+# The child imports the fastsock under test (an installed copy in CI, src/
+# with an in-place build in development), not whatever src/ holds.
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(fastsock.__file__)))
 
 CHILD = r"""
 import sys, unittest

@@ -306,6 +306,28 @@ def known_difference(op, arg, bufsize, got, want):
     return False
 
 
+def buffer_amounts_differ(i, op, bufsize, got, want, ours, ref):
+    """The compiled reader with bufsize -1 grows its buffer under bulk input
+    (up to 64 KiB; the stdlib keeps 8 KiB), so how much peek(), read1() and
+    readinto1() return at once -- the buffered bytes -- may differ, as the
+    io contract allows.  True when they differ only that way: the shorter
+    result is a prefix of the longer, neither empty.  After read1/readinto1
+    the reader that got less reads the rest, which must be the same bytes,
+    so that both stand at the same place again."""
+    if (bufsize != -1 or CORE_NAME != "cython" or op not in ("peek", "read1", "readinto1")
+            or got[0] != "ok" or want[0] != "ok" or got == want):
+        return False
+    g = got[1][1] if op == "readinto1" else got[1]
+    w = want[1][1] if op == "readinto1" else want[1]
+    if not g or not w or not (g.startswith(w) or w.startswith(g)):
+        return False
+    if op != "peek" and len(g) != len(w):
+        behind, extra = (ref, g[len(w):]) if len(g) > len(w) else (ours, w[len(g):])
+        same("op %d %s: the rest of what the other reader returned" % (i, op),
+             outcome(behind.read, len(extra)), ("ok", extra))
+    return True
+
+
 def same_write(what, got, want):
     # 4. The pure-Python twin words the TypeError for a write of something
     #    that is not bytes-like through memoryview() ("memoryview: a
@@ -463,6 +485,8 @@ def scenario_reader(src, mode):
                 got = outcome(apply_read, ours, op, arg)
                 want = outcome(apply_read, ref, op, arg, raw)
                 if known_difference(op, arg, bufsize, got, want):
+                    continue
+                if buffer_amounts_differ(i, op, bufsize, got, want, ours, ref):
                     continue
                 same("op %d %s(%r) [%s, bufsize %d%s]" % (
                     i, op, arg, mode, bufsize, ", subclass" if subclass else ""), got, want)
@@ -700,7 +724,8 @@ def scenario_coalesce(src):
             else:
                 got = outcome(apply_read, reader, op, arg)
                 want = outcome(apply_read, ref_reader, op, arg, raw)
-                if not known_difference(op, arg, bufsize, got, want):
+                if not (known_difference(op, arg, bufsize, got, want) or buffer_amounts_differ(
+                        i, op, bufsize, got, want, reader, ref_reader)):
                     same(label, got, want)
                 if op == "close":
                     reader_closed = True
