@@ -687,6 +687,9 @@ def main():
     seconds = max(10.0, args.duration / max(len(kinds), 1))
     print("fastsock soak: %s, kinds %s, %.0f s each, %d good clients, seed %d"
           % (args.impl, ",".join(kinds), seconds, args.clients, seed))
+    if args.impl != "stdlib":
+        # The servers import the same fastsock: say which (PYTHONPATH=src for a checkout).
+        print("fastsock from %s" % os.path.dirname(os.path.abspath(fastsock.__file__)))
     verdicts = []
     try:
         for kind in kinds:
