@@ -887,40 +887,39 @@ class SocketWriter(_Locked):
         non-blocking socket cannot take any."""
         if self._wtimed_out:
             raise TimeoutError("timed out")
-        if self._write_timeout:
-            return self._send_limited(view)
         if self._polls_first():
             n = self._send_now(view)
             if n:
                 self._nwritten += n
                 return n
-        while True:
-            try:
-                n = self._sock.send(view)
-            except InterruptedError:
-                continue
-            except OSError as exc:
-                if exc.errno in _BLOCKING_ERRNOS:
-                    return None
-                raise
-            break
+        n = self._send_limited(view) if self._write_timeout else self._send_waiting(view)
+        if n is None:
+            return None
         if not 0 <= n <= len(view):
             raise OSError("raw write() returned invalid length %d "
                           "(should have been between 0 and %d)" % (n, len(view)))
         self._nwritten += n
         return n
 
+    def _send_waiting(self, view):
+        # sock.send(), retried on EINTR: the count, or None if it would block.
+        while True:
+            try:
+                return self._sock.send(view)
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                if exc.errno in _BLOCKING_ERRNOS:
+                    return None
+                raise
+
     def _send_limited(self, view):
-        # _send() within the call's write_timeout: the socket waits by
+        # _send_waiting() within the call's write_timeout (armed when the
+        # call first has to wait, as in the core): the socket waits by
         # itself, so its timeout is shortened to what is left of it.
         sock = self._sock
         if self._wdl == 0.0:
             self._wdl = _monotonic() + self._write_timeout
-        if self._polls_first():
-            n = self._send_now(view)
-            if n:
-                self._nwritten += n
-                return n
         while True:
             left = self._wdl - _monotonic()
             if left <= 0.0:
@@ -931,7 +930,7 @@ class SocketWriter(_Locked):
             if narrowed:
                 sock.settimeout(left)
             try:
-                n = sock.send(view)
+                return sock.send(view)
             except TimeoutError:
                 if narrowed:
                     self._wtimed_out = True
@@ -945,12 +944,6 @@ class SocketWriter(_Locked):
             finally:
                 if narrowed:
                     sock.settimeout(timeout)
-            break
-        if not 0 <= n <= len(view):
-            raise OSError("raw write() returned invalid length %d "
-                          "(should have been between 0 and %d)" % (n, len(view)))
-        self._nwritten += n
-        return n
 
     def _sendall(self, view, b=None):
         """socket.sendall(), counting what is sent, within write_timeout, and
