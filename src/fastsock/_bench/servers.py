@@ -204,6 +204,19 @@ def _serve_http(args, ss, info):
     server.serve_forever()
 
 
+async def _listen(info, unix, on_unix, on_tcp):
+    """Start the asyncio server on the unix path or on loopback TCP; record
+    where in *info*."""
+    if unix:
+        server = await on_unix(unix)
+        info.update(unix=unix)
+    else:
+        server = await on_tcp()
+        host, port = server.sockets[0].getsockname()[:2]
+        info.update(host=host, port=port)
+    return server
+
+
 def _serve_asyncio(args):
     import asyncio
     info = {"impl": args.impl, "kind": args.kind, "python": sys.version.split()[0],
@@ -256,23 +269,15 @@ def _serve_asyncio(args):
         else:
             kw = {} if args.backlog is None else {"backlog": args.backlog}
             if args.impl == "uvloop-protocol":
-                if args.unix:
-                    server = await loop.create_unix_server(LineEcho, args.unix, **kw)
-                    info.update(unix=args.unix)
-                else:
-                    server = await loop.create_server(LineEcho, HOST, 0, **kw)
-                    host, port = server.sockets[0].getsockname()[:2]
-                    info.update(host=host, port=port)
+                server = await _listen(info, args.unix,
+                                       lambda path: loop.create_unix_server(LineEcho, path, **kw),
+                                       lambda: loop.create_server(LineEcho, HOST, 0, **kw))
                 info.update(server_class="loop.create_server (asyncio.Protocol)",
                             request_queue_size=args.backlog or 100)
             else:
-                if args.unix:
-                    server = await asyncio.start_unix_server(echo, args.unix, **kw)
-                    info.update(unix=args.unix)
-                else:
-                    server = await asyncio.start_server(echo, HOST, 0, **kw)
-                    host, port = server.sockets[0].getsockname()[:2]
-                    info.update(host=host, port=port)
+                server = await _listen(info, args.unix,
+                                       lambda path: asyncio.start_unix_server(echo, path, **kw),
+                                       lambda: asyncio.start_server(echo, HOST, 0, **kw))
                 info.update(server_class="asyncio.start_server (streams)",
                             request_queue_size=args.backlog or 100)
         _ready(info)
