@@ -72,6 +72,7 @@ def extensions():
             "src/fastsock/_posix.pxd",
             "src/fastsock/_core_loop.pxi",
             "src/fastsock/_core_io.pxi",
+            "src/fastsock/_core_stats.pxi",
             "src/fastsock/_fastsock_compat.h",
         ],
     )

@@ -1,6 +1,7 @@
 """server.stats(), the exporter, prometheus_text() and the byte counters of
 rfile/wfile, with real concurrent clients on both backends."""
 import dataclasses
+import sys
 import logging
 import os
 import socket
@@ -445,3 +446,44 @@ def test_final_export_has_the_final_totals(ss, kind):
     # server_close() stopped the exporter only after the request finished
     assert len(got) == 1
     assert got[0].accepted == 1 and got[0].completed == 1 and got[0].active == 0
+
+
+def test_counters_are_exact_under_thread_races(core):
+    # The compiled Counters rely on the GIL (no lock), the twin on a lock:
+    # many threads updating at once must lose no update either way.
+    counters = core.Counters()
+    rounds = 20000
+    start = threading.Barrier(8)
+
+    def hammer():
+        start.wait()
+        for _ in range(rounds):
+            counters.accept_begin()
+            counters.add_bytes(3, 5)
+            counters.error(True)
+            counters.end()
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)   # force thread switches between updates
+    try:
+        threads = [threading.Thread(target=hammer) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(switch)
+    n = 8 * rounds
+    assert counters.values() == {
+        "accepted": n, "rejected_verify": 0, "rejected_tls": 0, "completed": n,
+        "errors": n, "disconnects": n, "accept_errors": 0, "bytes_in": 3 * n,
+        "bytes_out": 5 * n, "active": 0}
+    counters.child_done(True)
+    counters.reject_verify()
+    counters.reject_tls()
+    counters.accept_error()
+    counters.accept()
+    counters.begin()
+    v = counters.values()
+    assert (v["completed"], v["errors"], v["rejected_verify"], v["rejected_tls"],
+            v["accept_errors"], v["accepted"], v["active"]) == (n + 1, n + 1, 1, 1, 1, n + 1, 1)

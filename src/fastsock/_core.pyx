@@ -3,7 +3,8 @@
 
 The hot paths of the socketserver API, compiled: the serve loop's wait
 (``Waker``, ``wait_readable``), ``accept``, ``recvfrom``, and the buffered
-streams of stream handlers (``SocketReader``, ``SocketWriter``).  The
+streams of stream handlers (``SocketReader``, ``SocketWriter``), and the
+servers' statistics counters (``Counters``).  The
 pure-Python twin ``fastsock._core_py`` has the same names, signatures and
 behaviour; ``fastsock._backend`` chooses between them.
 
@@ -21,8 +22,9 @@ import io
 import socket as _socket_module
 
 __all__ = ["READY", "WOKEN", "INVALID", "Waker", "wait_readable", "accept", "recvfrom",
-           "DatagramReceiver", "send_batch", "trim_heap", "SocketReader", "SocketWriter"]
+           "DatagramReceiver", "send_batch", "trim_heap", "SocketReader", "SocketWriter", "Counters"]
 
 include "_core_errors.pxi"
 include "_core_loop.pxi"
 include "_core_io.pxi"
+include "_core_stats.pxi"

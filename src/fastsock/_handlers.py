@@ -173,9 +173,7 @@ class DatagramRequestHandler(BaseRequestHandler):
         self.socket.sendto(reply, self.client_address)
         counters = getattr(self.server, "_fastsock_counters", None)
         if counters is not None:
-            with counters.lock:
-                counters.bytes_in += len(self.packet)
-                counters.bytes_out += len(reply)
+            counters.add_bytes(len(self.packet), len(reply))
 
 
 def _count_bytes(server, rfile, wfile):
@@ -185,6 +183,4 @@ def _count_bytes(server, rfile, wfile):
     if counters is not None:
         nin = getattr(rfile, "bytes_read", 0)
         nout = getattr(wfile, "bytes_written", 0)
-        with counters.lock:
-            counters.bytes_in += nin
-            counters.bytes_out += nout
+        counters.add_bytes(nin, nout)

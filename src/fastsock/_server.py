@@ -34,7 +34,7 @@ import weakref
 from time import monotonic
 
 from . import _backend
-from ._stats import StatsExporter as _StatsExporter, _Counters, _LazyCounters
+from ._stats import StatsExporter as _StatsExporter, _LazyCounters, snapshot as _stats_snapshot
 
 #: fastsock's logger: handle_error() and the servers' own messages.
 logger = logging.getLogger("fastsock")
@@ -86,7 +86,7 @@ class BaseServer:
 
     timeout = None
 
-    # fastsock: the counters behind stats() (a _stats._Counters, created on
+    # fastsock: the counters behind stats() (a self._core.Counters, created on
     # first use and kept in the instance's __dict__).
     _fastsock_counters = _LazyCounters()
 
@@ -231,11 +231,9 @@ class BaseServer:
         try:
             request, client_address = self.get_request()
         except OSError:
-            with counters.lock:
-                counters.accept_errors += 1
+            counters.accept_error()
             return
-        with counters.lock:
-            counters.accepted += 1
+        counters.accept()
         if self.verify_request(request, client_address):
             try:
                 self.process_request(request, client_address)
@@ -247,8 +245,7 @@ class BaseServer:
                 self.shutdown_request(request)
                 raise
         else:
-            with counters.lock:
-                counters.rejected_verify += 1
+            counters.reject_verify()
             self.shutdown_request(request)
 
     def handle_timeout(self):
@@ -271,14 +268,11 @@ class BaseServer:
     def finish_request(self, request, client_address):
         """Finish one request by instantiating RequestHandlerClass."""
         counters = self._fastsock_counters
-        with counters.lock:
-            counters.active += 1
+        counters.begin()
         try:
             self.RequestHandlerClass(request, client_address, self)
         finally:
-            with counters.lock:
-                counters.active -= 1
-                counters.completed += 1
+            counters.end()
 
     def shutdown_request(self, request):
         """Called to shut down and close an individual request."""
@@ -293,7 +287,7 @@ class BaseServer:
     def stats(self):
         """A consistent snapshot of the server's counters and gauges: a
         frozen ``fastsock.ServerStats`` (see there for what each counts)."""
-        return self._fastsock_counters.snapshot(self._fastsock_gauges())
+        return _stats_snapshot(self._fastsock_counters, self._fastsock_gauges())
 
     def _fastsock_gauges(self):
         # Gauges a mix-in knows better than the counters (pool, children).
@@ -301,12 +295,7 @@ class BaseServer:
 
     def _fastsock_count_error(self):
         # Called (in an except block) just before handle_error().
-        exc = sys.exc_info()[1]
-        counters = self._fastsock_counters
-        with counters.lock:
-            counters.errors += 1
-            if isinstance(exc, _ROUTINE_DISCONNECTS):
-                counters.disconnects += 1
+        self._fastsock_counters.error(isinstance(sys.exc_info()[1], _ROUTINE_DISCONNECTS))
 
     def export_stats(self, callback, interval=10.0, *, final=True):
         """Start calling ``callback(self.stats())`` every *interval* seconds
@@ -462,9 +451,7 @@ class TCPServer(BaseServer):
             return super().finish_request(request, client_address)
         tls = self._tls_handshake(request, client_address)
         if tls is None:
-            counters = self._fastsock_counters
-            with counters.lock:
-                counters.rejected_tls += 1
+            self._fastsock_counters.reject_tls()
             return
         try:
             super().finish_request(tls, client_address)
@@ -618,26 +605,19 @@ class UDPServer(TCPServer):
         try:
             request, client_address = self.get_request()
         except OSError:
-            with counters.lock:
-                counters.accept_errors += 1
+            counters.accept_error()
             return
         # The same counts as the long path (accepted, active, completed,
-        # errors), in two lock round trips instead of three.
-        with counters.lock:
-            counters.accepted += 1
-            counters.active += 1
+        # errors), in two updates instead of three.
+        counters.accept_begin()
         try:
             self.RequestHandlerClass(request, client_address, self)
         except Exception:
-            with counters.lock:
-                counters.active -= 1
-                counters.completed += 1
+            counters.end()
             self._fastsock_count_error()
             self.handle_error(request, client_address)
         else:
-            with counters.lock:
-                counters.active -= 1
-                counters.completed += 1
+            counters.end()
 
     def _fastsock_serving(self, start):
         # serve_forever() starts (True) or ends (False): decide whether
@@ -888,11 +868,7 @@ if hasattr(os, "fork"):
         def _fastsock_count_child(self, status):
             # A child reaped: its request is complete; a non-zero exit
             # status means it went through handle_error() (or died).
-            counters = self._fastsock_counters
-            with counters.lock:
-                counters.completed += 1
-                if status:
-                    counters.errors += 1
+            self._fastsock_counters.child_done(bool(status))
 
         def _fastsock_gauges(self):
             children = self.active_children
@@ -921,7 +897,7 @@ if hasattr(os, "fork"):
             # Counters of its own: another thread of the parent may have
             # held the parent's lock at fork time, and nothing the child
             # counts reaches the parent anyway.
-            vars(self)["_fastsock_counters"] = _Counters()
+            vars(self)["_fastsock_counters"] = self._core.Counters()
             vars(self).pop("_fastsock_exporters", None)
             status = 1
             try:

@@ -2,8 +2,9 @@
 
 Every fastsock server keeps a few counters and gauges (see ``ServerStats``)
 and returns a consistent snapshot of them from ``server.stats()``.  The
-counters are plain Python integers updated under one lock per server (a
-handful of uncontended lock round trips per request); the stream handlers
+counters are C integers updated with the GIL held in the compiled core
+(``fastsock._core.Counters``; the pure twin updates Python integers under
+one lock per server); the stream handlers
 count their bytes in C integers inside ``rfile``/``wfile`` and add them to
 the server's totals once, when the handler finishes.
 
@@ -88,47 +89,97 @@ _COUNTER_FIELDS = ("accepted", "rejected_verify", "rejected_tls", "completed",
                    "errors", "disconnects", "accept_errors", "bytes_in", "bytes_out")
 
 
-class _Counters:
-    """The mutable counters behind ``server.stats()``.
+class Counters:
+    """The mutable counters behind ``server.stats()`` (pure twin of
+    ``fastsock._core.Counters``: the same methods).
 
-    Every update takes ``lock`` (the servers do it inline), so the values
-    are exact whichever threads update them, and a snapshot is consistent.
+    Every method is one update under one lock, so the values are exact
+    whichever threads update them, and ``values()`` is consistent.
     """
 
-    __slots__ = ("lock", "accepted", "rejected_verify", "rejected_tls", "completed",
+    __slots__ = ("_lock", "accepted", "rejected_verify", "rejected_tls", "completed",
                  "errors", "disconnects", "accept_errors", "bytes_in", "bytes_out",
                  "active", "t0", "started")
 
     def __init__(self):
-        self.lock = threading.Lock()
+        self._lock = threading.Lock()
         for name in _COUNTER_FIELDS:
             setattr(self, name, 0)
         self.active = 0
         self.t0 = monotonic()
         self.started = time.time()
 
+    def accept(self):
+        with self._lock:
+            self.accepted += 1
+
+    def accept_error(self):
+        with self._lock:
+            self.accept_errors += 1
+
+    def reject_verify(self):
+        with self._lock:
+            self.rejected_verify += 1
+
+    def reject_tls(self):
+        with self._lock:
+            self.rejected_tls += 1
+
+    def begin(self):
+        with self._lock:
+            self.active += 1
+
+    def accept_begin(self):
+        with self._lock:
+            self.accepted += 1
+            self.active += 1
+
+    def end(self):
+        with self._lock:
+            self.active -= 1
+            self.completed += 1
+
+    def error(self, disconnect):
+        with self._lock:
+            self.errors += 1
+            if disconnect:
+                self.disconnects += 1
+
+    def child_done(self, failed):
+        with self._lock:
+            self.completed += 1
+            if failed:
+                self.errors += 1
+
     def add_bytes(self, nin, nout):
-        with self.lock:
+        with self._lock:
             self.bytes_in += nin
             self.bytes_out += nout
 
-    def snapshot(self, gauges):
-        with self.lock:
+    def values(self):
+        with self._lock:
             values = {name: getattr(self, name) for name in _COUNTER_FIELDS}
             values["active"] = self.active
-        values["rejected"] = values["rejected_verify"] + values["rejected_tls"]
-        values.update(gauges)
-        values["uptime"] = monotonic() - self.t0
-        values["started"] = self.started
-        return ServerStats(**values)
+        return values
+
+
+def snapshot(counters, gauges):
+    """A ``ServerStats`` from *counters* (a ``Counters``) and *gauges*."""
+    values = counters.values()
+    values["rejected"] = values["rejected_verify"] + values["rejected_tls"]
+    values.update(gauges)
+    values["uptime"] = monotonic() - counters.t0
+    values["started"] = counters.started
+    return ServerStats(**values)
 
 
 _create_lock = threading.Lock()
 
 
 class _LazyCounters:
-    """Class attribute: the server's _Counters, created on first use and then
-    stored on the instance (so later lookups never come back here)."""
+    """Class attribute: the server's counters (``server._core.Counters()``),
+    created on first use and then stored on the instance (so later lookups
+    never come back here)."""
 
     def __get__(self, server, owner=None):
         if server is None:
@@ -136,7 +187,7 @@ class _LazyCounters:
         with _create_lock:
             counters = vars(server).get("_fastsock_counters")
             if counters is None:
-                counters = vars(server)["_fastsock_counters"] = _Counters()
+                counters = vars(server)["_fastsock_counters"] = server._core.Counters()
         return counters
 
 
