@@ -126,8 +126,15 @@ class BaseServer:
             pending = self._fastsock_pending
             if pending is not None:
                 self._fastsock_serving(True)
+            # Datagram servers whose hooks are the stock ones: a method that
+            # handles the datagrams already received in a row (see
+            # UDPServer._fastsock_drain).
+            drain = self._fastsock_drain
             while not self.__shutdown_request:
                 if pending is not None and pending():
+                    if drain is not None:
+                        drain()
+                        continue
                     ready = core.READY
                 else:
                     ready = wait(fd, wfd, poll_interval)
@@ -184,6 +191,7 @@ class BaseServer:
     #: it is called just before the loop waits).  None for the others,
     #: which skip the call.
     _fastsock_pending = None
+    _fastsock_drain = None
 
     # The distinction between handling, getting, processing and finishing a
     # request is fairly arbitrary.  Remember:
@@ -619,6 +627,30 @@ class UDPServer(TCPServer):
         else:
             counters.end()
 
+    def __drain(self):
+        # serve_forever()'s loop for the datagrams already received, while
+        # the hooks are plain (see _handle_request_noblock) and get_request()
+        # is the stock one: per datagram, the calls the long way round makes
+        # -- the handler, handle_error() if it raises, service_actions() --
+        # in the same order, and the same shutdown check before the next.
+        pending = self.__pending
+        counters = self._fastsock_counters
+        while pending and self.__pending is pending:
+            data, client_address = pending.popleft()
+            request = (data, self.socket)
+            counters.accept_begin()
+            try:
+                self.RequestHandlerClass(request, client_address, self)
+            except Exception:
+                counters.end()
+                self._fastsock_count_error()
+                self.handle_error(request, client_address)
+            else:
+                counters.end()
+            self.service_actions()
+            if self._BaseServer__shutdown_request:
+                return
+
     def _fastsock_serving(self, start):
         # serve_forever() starts (True) or ends (False): decide whether
         # _handle_request_noblock() may take its short path, and open or
@@ -630,6 +662,10 @@ class UDPServer(TCPServer):
             for name in self._PLAIN_HOOKS)
         self.__speculate = self.__spec = (
             start and "get_request" not in instance and cls.get_request is UDPServer.get_request)
+        if self.__plain and self.__speculate:
+            instance["_fastsock_drain"] = self.__drain
+        else:
+            instance.pop("_fastsock_drain", None)
         sock = self.socket
         if not isinstance(sock, _ReplyBatchingSocket):
             return
