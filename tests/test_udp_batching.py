@@ -513,3 +513,62 @@ def test_get_request_override_sees_every_datagram(ss, how):
         with serving(server, poll_interval=30):
             assert drain(client, 20) == [b"%d" % i for i in range(20)]
     assert got == [b"%d" % i for i in range(20)]
+
+
+def _has_ipv6():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("family", [
+    socket.AF_INET,
+    pytest.param(socket.AF_INET6, marks=pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback")),
+])
+def test_peer_addresses_many_peers(core, family):
+    # The compiled core keeps the address tuples of recent peers (256
+    # direct-mapped slots): with more peers than slots, interleaved, every
+    # datagram must still carry its own sender's address, as the socket's
+    # own recvfrom() gives it, from recvfrom() and the batched receiver.
+    host = "127.0.0.1" if family == socket.AF_INET else "::1"
+    server = socket.socket(family, socket.SOCK_DGRAM)
+    server.bind((host, 0))
+    server.setblocking(False)
+    peers = []
+    try:
+        for _ in range(300):
+            peer = socket.socket(family, socket.SOCK_DGRAM)
+            peers.append(peer)
+            peer.bind((host, 0))
+        receiver = core.DatagramReceiver(server, 64, 16)
+        for rnd in range(3):
+            order = peers[rnd::3] + peers[:rnd:-7]
+            for i, peer in enumerate(order):
+                peer.sendto(b"%d" % i, server.getsockname())
+            got = []
+            deadline = time.monotonic() + 5
+            while len(got) < len(order) and time.monotonic() < deadline:
+                if rnd == 1:
+                    try:
+                        got.append(core.recvfrom(server, 64))
+                    except BlockingIOError:
+                        time.sleep(0.001)
+                else:
+                    batch = receiver.receive()
+                    got.extend(batch)
+                    if not batch:
+                        time.sleep(0.001)
+            assert len(got) == len(order)
+            for data, address in got:
+                assert address == order[int(data)].getsockname()
+        # and the same peer again gives an equal tuple, also after others
+        peers[5].sendto(b"x", server.getsockname())
+        time.sleep(0.05)
+        assert core.recvfrom(server, 64)[1] == peers[5].getsockname()
+    finally:
+        server.close()
+        for peer in peers:
+            peer.close()

@@ -16,6 +16,7 @@ cdef extern from "<string.h>" nogil:
     void *memchr(const void *s, int c, size_t n)
     void *memcpy(void *dest, const void *src, size_t n)
     void *memmove(void *dest, const void *src, size_t n)
+    int memcmp(const void *s1, const void *s2, size_t n)
     void *memset(void *s, int c, size_t n)
     size_t strnlen(const char *s, size_t maxlen)
 
