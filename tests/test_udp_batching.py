@@ -572,3 +572,48 @@ def test_peer_addresses_many_peers(core, family):
         server.close()
         for peer in peers:
             peer.close()
+
+
+@pytest.mark.parametrize("reply_batch", [1, 8])
+def test_batch_in_a_row_matches_stdlib(ss, reply_batch):
+    # With the stock hooks, serve_forever handles a received batch in a row
+    # (UDPServer._fastsock_drain): per datagram the handler, handle_error()
+    # when it raises, service_actions(), and no datagram after the loop was
+    # told to stop -- the stdlib's calls, in its order.
+    def run(base, handler_base):
+        calls = []
+
+        class Handler(handler_base):
+            def handle(self):
+                calls.append(("handle", self.packet))
+                if self.packet == b"boom":
+                    raise ValueError("boom")
+                if self.packet == b"stop":
+                    self.server._BaseServer__shutdown_request = True
+                self.wfile.write(self.packet)
+
+        class Server(base):
+            def handle_error(self, request, client_address):
+                calls.append(("error", request[0]))
+
+            def service_actions(self):
+                calls.append(("service",))
+
+        with Server((HOST, 0), Handler) as server, client_socket() as client:
+            for data in (b"a", b"boom", b"b", b"stop", b"c"):
+                client.sendto(data, server.server_address)
+            time.sleep(0.1)
+            thread = run_until_stopped(server)   # returns after "stop"
+            thread.join(10)
+            assert not thread.is_alive()
+            replies = drain(client, 4)   # finish() sends b"" for "boom"
+        while calls and calls[0] == ("service",):
+            calls.pop(0)
+        return calls, replies
+
+    mine = run(batching_server(ss, reply_batch=reply_batch, counting=False),
+               ss.DatagramRequestHandler)
+    ref = run(stdlib_ss.UDPServer, stdlib_ss.DatagramRequestHandler)
+    assert mine == ref
+    assert ref[1] == [b"a", b"", b"b", b"stop"]
+    assert ("handle", b"c") not in ref[0]
