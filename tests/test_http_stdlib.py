@@ -2,6 +2,10 @@
 methods (``fastsock._http_fast.FAST_METHODS``) put on the stdlib's
 ``BaseHTTPRequestHandler``: the interpreter's own tests of request parsing,
 header limits, error pages and ``date_time_string`` must all still pass.
+And the whole suite again after ``fastsock.install()``: http.server on
+fastsock's handlers and servers (its tests also build handlers on mock
+sockets, which must be read through their own ``makefile()`` as the stdlib
+does).
 
 Run in a child interpreter (unittest, threads and servers of its own); the
 child imports fastsock on the backend under test.
@@ -35,17 +39,33 @@ print("RAN %d FAILED %d ERRORS %d" % (result.testsRun, len(result.failures),
                                       len(result.errors)))
 """
 
+CHILD_INSTALL = r"""
+import sys, unittest
+import fastsock
+assert fastsock.BACKEND == sys.argv[1], fastsock.BACKEND
+fastsock.install()
+import http.server, socketserver
+assert socketserver.StreamRequestHandler is fastsock.StreamRequestHandler
+assert issubclass(http.server.BaseHTTPRequestHandler, fastsock.StreamRequestHandler)
+import test.test_httpservers as suite
+result = unittest.main(module=suite, argv=["test_httpservers", "-q"], exit=False).result
+print("RAN %d FAILED %d ERRORS %d" % (result.testsRun, len(result.failures),
+                                      len(result.errors)))
+"""
+
 
 @pytest.mark.skipif(importlib.util.find_spec("test.test_httpservers") is None,
                     reason="this Python has no test.test_httpservers")
-def test_cpython_httpservers_suite_passes_with_fast_methods(backend_name):
+@pytest.mark.parametrize("child", ["fast-methods", "install"])
+def test_cpython_httpservers_suite_passes(backend_name, child):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([SRC] + [p for p in env.get("PYTHONPATH", "").split(
         os.pathsep) if p])
     env.pop("FASTSOCK_PURE", None)
     if backend_name == "python":
         env["FASTSOCK_PURE"] = "1"
-    proc = subprocess.run([sys.executable, "-c", CHILD, backend_name], env=env,
+    script = CHILD if child == "fast-methods" else CHILD_INSTALL
+    proc = subprocess.run([sys.executable, "-c", script, backend_name], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           timeout=110)
     last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""

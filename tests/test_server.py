@@ -877,3 +877,24 @@ def test_pool_trims_the_heap_every_interval(ss, core, monkeypatch):
         assert tcp_exchange(server.server_address, b"b\n") == b"b\n"
         time.sleep(0.2)
     assert calls == []
+
+
+def test_stream_handler_on_a_socket_like_object(ss):
+    # A request that is not a socket (a test double, a wrapper) is read
+    # through its own makefile('rb', rbufsize) and written with sendall(),
+    # as the stdlib's StreamRequestHandler does.
+    import io
+    from unittest import mock
+    seen = []
+
+    class Handler(ss.StreamRequestHandler):
+        def handle(self):
+            seen.append(self.rfile.readline())
+            self.wfile.write(b"reply\n")
+
+    request = mock.Mock()
+    request.makefile.return_value = io.BytesIO(b"hello\nrest")
+    Handler(request, ("127.0.0.1", 1), mock.Mock())
+    assert seen == [b"hello\n"]
+    request.makefile.assert_called_once_with("rb", Handler.rbufsize)
+    request.sendall.assert_called_with(b"reply\n")

@@ -387,7 +387,9 @@ cdef class _SocketStream:
         PyThread_release_lock(self._lock)
 
     cdef int _take_ref(self) except -1:
-        if hasattr(self._sock, "_io_refs"):
+        # Only a socket.socket counts its files (a test double's attribute
+        # may be anything).
+        if isinstance(self._sock, _sio_socket_type):
             self._sock._io_refs += 1
             self._ref = True
         return 0

@@ -128,7 +128,12 @@ class StreamRequestHandler(BaseRequestHandler):
         line_timeout = getattr(self, "line_timeout", None)
         idle_timeout = getattr(self, "idle_timeout", None)
         if max_line is None and line_timeout is None and idle_timeout is None:
-            self.rfile = core.SocketReader(self.connection, self.rbufsize)
+            if isinstance(self.connection, socket.socket):
+                self.rfile = core.SocketReader(self.connection, self.rbufsize)
+            else:
+                # Not a socket (a test double, a wrapper object): read
+                # through its own makefile(), as the stdlib does.
+                self.rfile = self.connection.makefile('rb', self.rbufsize)
         else:
             self.rfile = core.SocketReader(self.connection, self.rbufsize,
                                            max_line=max_line, line_timeout=line_timeout,

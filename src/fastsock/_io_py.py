@@ -192,7 +192,9 @@ class SocketReader(_Locked):
         self._writer = None         # the SocketWriter coalescing with us
         self._peer_pending = False  # it holds back bytes: send them before recv
         self._nread = 0             # bytes received (peeks not counted)
-        if hasattr(sock, "_io_refs"):
+        # Only a socket.socket counts its files (a test double's attribute
+        # may be anything).
+        if isinstance(sock, _socket.socket):
             sock._io_refs += 1
             self._ref = True
 
@@ -846,7 +848,7 @@ class SocketWriter(_Locked):
         self._lock = _allocate_lock()
         self._owner = 0
         self._ref = False
-        if bufsize and hasattr(sock, "_io_refs"):
+        if bufsize and isinstance(sock, _socket.socket):
             sock._io_refs += 1
             self._ref = True
         elif (not bufsize and reader is not None and self._fast
