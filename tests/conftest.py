@@ -94,3 +94,51 @@ def no_leaks():
     details = {fd: os.readlink("/proc/self/fd/" + fd)
                for fd in extra_fds if os.path.exists("/proc/self/fd/" + fd)}
     pytest.fail("leaked fds %r, threads %r" % (details, extra_threads))
+
+
+# -- TLS: a certificate made at test time (test_tls, test_write_deadline) --
+
+@pytest.fixture(scope="session")
+def cert_files(tmp_path_factory):
+    """(certfile, keyfile): a self-signed EC certificate for localhost and
+    127.0.0.1, valid for a day, made with ``cryptography``."""
+    import datetime
+    import ipaddress
+    pytest.importorskip("cryptography")
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    from helpers import HOST
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fastsock test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]),
+                critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    folder = tmp_path_factory.mktemp("tls")
+    certfile, keyfile = folder / "cert.pem", folder / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return str(certfile), str(keyfile)
+
+
+@pytest.fixture
+def contexts(cert_files):
+    """(server_context, client_context) trusting the test certificate."""
+    import ssl
+    certfile, keyfile = cert_files
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(certfile, keyfile)
+    client = ssl.create_default_context(cafile=certfile)
+    return server, client

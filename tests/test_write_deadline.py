@@ -48,7 +48,9 @@ def test_peer_that_never_reads_times_out(core, family, bufsize, sock_timeout):
             writer.flush()
         with pytest.raises(TimeoutError):
             writer.write(b"y" * BIG)
-        assert time.monotonic() - t0 < 0.25
+        # Two calls that each waited out the deadline would take >= 0.6 s;
+        # the slack is for a loaded machine.
+        assert time.monotonic() - t0 < 0.55
         # ... and close() drops what is left without waiting or raising.
         writer.close()
         assert writer.bytes_written == sent
@@ -231,27 +233,9 @@ def test_default_is_the_stdlib_behaviour(ss):
     assert seen == [None]
 
 
-def test_tls_client_that_never_reads(ss):
+def test_tls_client_that_never_reads(ss, contexts):
     # wfile over an ssl.SSLSocket: the socket's timeout is narrowed per send.
-    pytest.importorskip("cryptography")
-    ssl = pytest.importorskip("ssl")
-    import tempfile
-    import test_tls     # its certificate maker, called directly
-
-    class Factory:  # build the contexts without pytest's fixture machinery
-        def mktemp(self, name):
-            import pathlib
-            return pathlib.Path(tempfile.mkdtemp(prefix="fastsock-tls-"))
-
-    certfile, keyfile = test_tls.cert_files.__wrapped__(Factory())
-    try:
-        server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        server_ctx.load_cert_chain(certfile, keyfile)
-        client_ctx = ssl.create_default_context(cafile=certfile)
-    finally:
-        os.unlink(certfile)
-        os.unlink(keyfile)
-        os.rmdir(os.path.dirname(certfile))
+    server_ctx, client_ctx = contexts
     errors = []
     done = threading.Event()
 
