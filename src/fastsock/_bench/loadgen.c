@@ -680,6 +680,10 @@ static void on_udp_event(struct conn *c)
         c->send_seq++;
         c->recv_seq = c->send_seq;
         udp_send(c);
+        /* One datagram in flight: its answer cannot be queued yet, so no
+         * recv() that would only say EAGAIN (the epoll set is
+         * level-triggered: anything that did arrive is reported again). */
+        return;
     }
 }
 
