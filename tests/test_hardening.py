@@ -9,6 +9,7 @@ must keep serving correct clients throughout, not only survive.  The autouse
 fixture in conftest.py checks that fds and threads are back afterwards.
 Every loop is bounded; every wait has a deadline.
 """
+import ctypes
 import os
 import select
 import signal
@@ -652,15 +653,14 @@ def test_oversized_unix_datagrams_truncate_like_the_stdlib(ss, recv_batch):
 
 # ---------------------------------------------------- heap growth (finding 5)
 
-class _MallInfo2(__import__("ctypes").Structure):
-    _fields_ = [(n, __import__("ctypes").c_size_t) for n in
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
                 "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
 
 
 def _glibc_arena_bytes():
     """A function giving glibc's heap size (mallinfo2().arena, all arenas),
     or None where that is not available (not glibc, or older than 2.33)."""
-    import ctypes
     try:
         libc = ctypes.CDLL(None)
         mallinfo2 = libc.mallinfo2
