@@ -9,6 +9,7 @@ must keep serving correct clients throughout, not only survive.  The autouse
 fixture in conftest.py checks that fds and threads are back afterwards.
 Every loop is bounded; every wait has a deadline.
 """
+import ctypes
 import os
 import select
 import signal
@@ -648,3 +649,61 @@ def test_oversized_unix_datagrams_truncate_like_the_stdlib(ss, recv_batch):
                                 socket.AF_UNIX, unix_dgram_address, sizes, 8192)
     assert [len(d) for d in got] == [min(s, 8192) for s in sizes]
     assert got == expected
+
+
+# ---------------------------------------------------- heap growth (finding 5)
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+
+def _glibc_arena_bytes():
+    """A function giving glibc's heap size (mallinfo2().arena, all arenas),
+    or None where that is not available (not glibc, or older than 2.33)."""
+    try:
+        libc = ctypes.CDLL(None)
+        mallinfo2 = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _MallInfo2
+    return lambda: mallinfo2().arena
+
+
+def test_long_lived_thread_reading_long_lines_keeps_its_heap(core):
+    # docs/hardening.md, finding 5: a long-lived thread (a pool worker)
+    # reading lines of 64 KiB, each result built in a growing bytes object
+    # and trimmed to its length.  The compiled core used to trim in place:
+    # glibc put each cut-off tail of 80-1024 bytes in the thread's cache,
+    # where it kept the freed 64 KiB block from growing back, so every
+    # result took fresh memory (here: +20-30 MiB).  Counts bytes, not time.
+    arena = _glibc_arena_bytes()
+    if arena is None:
+        pytest.skip("needs glibc's mallinfo2()")
+    result = {}
+
+    def work():
+        a, b = socket.socketpair()
+        with a, b:
+            b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+            before = arena()
+            for rounds in range(8):
+                for cut in range(80, 1040, 16):
+                    line = b"x" * (65536 - cut - 1) + b"\n"
+                    reader = core.SocketReader(b)
+                    a.sendall(line)
+                    got = reader.readline(65536)
+                    reader.close()
+                    if got != line:
+                        result["wrong"] = (len(got), len(line))
+                        return
+                    del got
+            result["grown"] = arena() - before
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive()
+    assert "wrong" not in result, result
+    assert result["grown"] < 8 << 20, "heap grew %.1f MiB" % (result["grown"] / 2**20)

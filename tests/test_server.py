@@ -633,6 +633,64 @@ def test_thread_pool_close_drains_queue(ss):
         client.close()
 
 
+def test_thread_pool_worker_retires_after_max_requests(ss):
+    # A worker hands its place to a fresh thread after worker_max_requests
+    # requests (glibc frees a thread's cached blocks only when it exits:
+    # docs/hardening.md, finding 5); no request is lost on the way.
+    import fastsock
+    served_by = []
+
+    class Server(fastsock.ThreadPoolTCPServer):
+        _core = ss.core
+        max_workers = 1
+        worker_max_requests = 4
+
+    class Handler(ss.StreamRequestHandler):
+        def handle(self):
+            served_by.append(threading.current_thread())   # kept alive: no id reuse
+            self.wfile.write(self.rfile.readline())
+
+    with serving(Server((HOST, 0), Handler), poll_interval=0.05) as server:
+        for i in range(13):
+            assert tcp_exchange(server.server_address, b"%d\n" % i) == b"%d\n" % i
+    assert len(served_by) == 13
+    runs = [served_by[i:i + 4] for i in range(0, 13, 4)]
+    assert all(len(set(run)) == 1 for run in runs), runs
+    assert len(set(served_by)) == 4
+    assert not any(t.is_alive() for t in served_by)
+    assert server.pool_stats["workers"] == 0    # joined on close
+
+
+@pytest.mark.parametrize("limit", [None, 0, 1])
+def test_thread_pool_close_drains_queue_with_retiring_workers(ss, limit):
+    import fastsock
+    gate = threading.Event()
+    handled = []
+
+    class Server(fastsock.ThreadPoolTCPServer):
+        _core = ss.core
+        max_workers = 1
+        max_queue = 5
+        worker_max_requests = limit
+
+    class Handler(ss.BaseRequestHandler):
+        def handle(self):
+            gate.wait(10)
+            handled.append(threading.current_thread())
+
+    server = Server((HOST, 0), Handler)
+    clients = [socket.create_connection(server.server_address) for _ in range(4)]
+    for _ in clients:
+        server.handle_request()
+    gate.set()
+    server.server_close()   # every queued request is served, retiring or not
+    assert len(handled) == 4
+    assert len(set(handled)) == (1 if not limit else len(set(handled)))
+    assert server.pool_stats["workers"] == 0
+    for client in clients:
+        client.close()
+
+
 def test_thread_pool_handler_errors_keep_worker(ss, caplog):
     import fastsock
 

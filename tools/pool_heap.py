@@ -6,14 +6,17 @@
 
 argv: backend (cython|python), seconds, optional variant: threading (instead
 of ThreadPoolTCPServer), nolimit (readline() without a limit), unbuffered
-(rbufsize 0), nocoalesce (a wfile not linked to rfile).  MODE (env): good
+(rbufsize 0), nocoalesce (a wfile not linked to rfile), noretire (pool
+workers never retire: worker_max_requests = None).  MODE (env): good
 (lines of 1-3000 bytes), mixed (the soak's good-client sizes, up to 30000),
 halfclose, long (one line of 60-140 KB, then EOF).  The server runs in this
 process and a client process with 8 threads drives it; every sixth of the run
 it prints RSS and glibc's mallinfo2() (arena: bytes taken from the OS;
 in-use; free inside the arena; mmapped), and at the end what malloc_trim(0)
-gives back.  Loopback only; the client process stops by itself after
-*seconds*.
+gives back.  STATS=1 (env) also prints glibc's malloc_stats() (per arena)
+and malloc_info() (each arena's free blocks by size) before the trim: that
+showed the 64 KiB holes of finding 5.  Loopback only; the client process
+stops by itself after *seconds*.
 """
 import ctypes, os, subprocess, sys, threading, time
 backend, seconds = sys.argv[1], float(sys.argv[2])
@@ -26,6 +29,7 @@ class M(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in
                 "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
 libc = ctypes.CDLL("libc.so.6")
+libc.fdopen.restype = ctypes.c_void_p
 libc.mallinfo2.restype = M
 
 class Echo(fastsock.StreamRequestHandler):
@@ -48,6 +52,8 @@ class S(base):
     daemon_threads = True
     block_on_close = False
     request_queue_size = 128
+    if variant == "noretire":
+        worker_max_requests = None
 server = S(("127.0.0.1", 0), Echo)
 threading.Thread(target=server.serve_forever, args=(0.5,), daemon=True).start()
 CLIENT = r'''
@@ -92,6 +98,9 @@ while client.poll() is None:
         threading.active_count()), flush=True)
     time.sleep(seconds / 6)
 client.wait()
+if os.environ.get("STATS"):
+    libc.malloc_stats(); libc.fflush(None); sys.stdout.flush()
+    fp = libc.fdopen(1, b"w"); libc.malloc_info(0, ctypes.c_void_p(fp)); libc.fflush(None)
 libc.malloc_trim(0)
 m = libc.mallinfo2()
 print("after malloc_trim(0): RSS %.1f MiB  arena %.1f MiB  in-use %.1f MiB" % (rss(), m.arena / 2**20, m.uordblks / 2**20))

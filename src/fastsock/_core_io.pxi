@@ -288,6 +288,24 @@ cdef struct _sio_acc:
     Py_ssize_t max      # never grow past this many bytes by doubling
 
 
+# Results are shrunk to their length in place (_PyBytes_Resize: realloc)
+# only when at least this much is cut off.  glibc frees a smaller cut-off
+# tail into the thread's cache (tcache: blocks of up to 1032 bytes), where
+# it stays, not merged with its free neighbours, until that thread asks for
+# a block of its size again or exits.  In a long-lived worker thread
+# (ThreadPoolMixIn) each such tail pins the end of a large block: once that
+# block is freed it can no longer grow back to its old size, and the next
+# one of that size is taken from fresh memory.  Heaps grew without bound
+# that way (docs/hardening.md, finding 5).  A smaller trim copies the
+# result instead, as does a result small enough for pymalloc (512 bytes).
+cdef Py_ssize_t _ACC_SHRINK_MIN = 2048
+
+
+cdef inline void _acc_clear(_sio_acc *a) noexcept:
+    Py_XDECREF(a.obj)
+    a.obj = NULL
+
+
 cdef inline void _acc_init(_sio_acc *a) noexcept nogil:
     a.obj = NULL
     a.len = 0
@@ -335,17 +353,19 @@ cdef object _acc_finish(_sio_acc *a):
     if a.obj == NULL:
         return b""
     if a.len != a.cap:
+        if a.cap - a.len <= _ACC_SHRINK_MIN or a.len <= 512:
+            # A small tail cut off in place would stay pinned in glibc's
+            # thread cache (see _ACC_SHRINK_MIN): copy instead (and a
+            # small result to pymalloc).
+            res = _sio_bytes(_sio_bytes_data(a.obj), a.len)
+            _acc_clear(a)
+            return res
         _sio_bytes_resize(&a.obj, a.len)
         a.cap = a.len
     res = <object>a.obj
     Py_XDECREF(a.obj)
     a.obj = NULL
     return res
-
-
-cdef inline void _acc_clear(_sio_acc *a) noexcept:
-    Py_XDECREF(a.obj)
-    a.obj = NULL
 
 
 cdef class _SocketStream:
