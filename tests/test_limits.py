@@ -25,7 +25,6 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import fastsock
 from helpers import HOST, serving
 from test_streams import OPS, PAYLOADS, apply_op, feed, make_pair, outcome
-from test_tls import cert_files, contexts  # noqa: F401  (fixtures)
 
 BUFSIZES = [-1, 0, 1, 7, 8192]
 MiB = 1 << 20
