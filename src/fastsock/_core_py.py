@@ -3,7 +3,8 @@ behaviour, used where the extension is not built or ``FASTSOCK_PURE=1``."""
 from ._loop_py import (READY, WOKEN, INVALID, Waker, wait_readable, accept, recvfrom,
                        DatagramReceiver, send_batch, trim_heap)
 from ._io_py import SocketReader, SocketWriter
+from ._green_py import Hub
 
 __all__ = ["READY", "WOKEN", "INVALID", "Waker", "wait_readable", "accept", "recvfrom",
            "DatagramReceiver", "send_batch", "trim_heap",
-           "SocketReader", "SocketWriter"]
+           "SocketReader", "SocketWriter", "Hub"]

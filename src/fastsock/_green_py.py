@@ -1,0 +1,210 @@
+"""Pure-Python twin of the greenlet hub of ``fastsock._core``
+(``_core_green.pxi``): same names, signatures and behaviour, on
+``selectors`` (epoll on Linux)."""
+import errno
+import heapq
+import select
+import selectors
+import threading
+from time import monotonic
+
+from ._loop_py import READY, WOKEN
+
+__all__ = ["Hub"]
+
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
+
+
+def _block_wait(fd, write, deadline):
+    # Wait in this thread (not a hub greenlet): True ready, False timed out.
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT if write else select.POLLIN)
+    if deadline > 0.0:
+        ms = max(0.0, deadline - monotonic()) * 1000.0
+        ms = int(ms) + (int(ms) < ms)
+    else:
+        ms = None
+    ready = poller.poll(ms)     # EINTR: retried by poll() itself (PEP 475)
+    if ready and ready[0][1] & select.POLLNVAL:
+        raise OSError(errno.EBADF, "Bad file descriptor")
+    return bool(ready)
+
+
+class Hub:
+    """The event loop of a greenlet server: see ``fastsock._core.Hub``."""
+
+    def __init__(self):
+        self._sel = selectors.DefaultSelector()
+        self._waiters = {}      # fd -> (greenlet, seq)
+        self._regs = {}         # fd -> events registered with the selector
+        self._seq = 0
+        self._timers = []
+        self._glet = None
+        self._getcurrent = None
+        self._thread = None
+        self._lfd = -1
+        self._wfd = -1
+        self.closing = False
+
+    @property
+    def waiting(self):
+        return len(self._waiters)
+
+    @property
+    def closed(self):
+        return self._sel is None
+
+    def fileno(self):
+        return -1 if self._sel is None else self._sel.fileno()
+
+    def close(self):
+        self._glet = None
+        self._timers = []
+        self._waiters.clear()
+        self._regs.clear()
+        if self._sel is not None:
+            self._sel.close()
+            self._sel = None
+
+    def start(self, greenlet_module):
+        self._getcurrent = greenlet_module.getcurrent
+        self._glet = self._getcurrent()
+        self._thread = threading.get_ident()
+        self.closing = False
+
+    def stop(self):
+        self._glet = None
+
+    def _register(self, fd, events):
+        sel = self._sel
+        if fd in self._regs or fd in (self._lfd, self._wfd):
+            try:
+                sel.modify(fd, events)
+                self._regs[fd] = events
+                return
+            except KeyError:
+                pass
+        try:
+            sel.register(fd, events)
+        except KeyError:       # the selector still knew the fd
+            sel.modify(fd, events)
+        self._regs[fd] = events
+
+    def _unregister(self, fd):
+        try:
+            self._sel.unregister(fd)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def wait(self, fd, write, deadline=0.0):
+        """Suspend the calling greenlet until *fd* is readable (writable if
+        *write*): True, or False once *deadline* (monotonic; 0.0: none) has
+        passed."""
+        if fd < 0:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        glet = self._glet
+        if glet is None or threading.get_ident() != self._thread:
+            return _block_wait(fd, write, deadline)
+        cur = self._getcurrent()
+        if cur is glet:
+            return _block_wait(fd, write, deadline)
+        if self.closing:
+            raise OSError(errno.ECONNABORTED, "Software caused connection abort")
+        if deadline > 0.0 and deadline <= monotonic():
+            return False
+        if fd in self._waiters:
+            raise RuntimeError("another greenlet is already waiting on fd %d" % fd)
+        events = _WRITE if write else _READ
+        if self._regs.get(fd) != events:
+            self._register(fd, events)
+        self._seq += 1
+        seq = self._seq
+        self._waiters[fd] = (cur, seq)
+        if deadline > 0.0:
+            if len(self._timers) > 2 * len(self._waiters) + 64:
+                self._compact()
+            heapq.heappush(self._timers, (deadline, seq, fd))
+        try:
+            res = glet.switch()
+        finally:
+            entry = self._waiters.get(fd)
+            if entry is not None and entry[0] is cur:
+                del self._waiters[fd]
+        return res is True
+
+    def _compact(self):
+        waiters = self._waiters
+        live = [t for t in self._timers
+                if t[2] in waiters and waiters[t[2]][1] == t[1]]
+        heapq.heapify(live)
+        self._timers = live
+
+    def _wake(self, fd, value):
+        entry = self._waiters.pop(fd, None)
+        if entry is None:
+            if value is True and fd in self._regs:
+                del self._regs[fd]
+                self._unregister(fd)
+            return
+        entry[0].switch(value)
+
+    def _watch(self, old, new):
+        if old >= 0:
+            self._unregister(old)
+        if new >= 0:
+            self._register(new, _READ)
+            self._regs.pop(new, None)    # not a connection's registration
+
+    def poll(self, listen_fd, wake_fd, timeout):
+        """See ``fastsock._core.Hub.poll``."""
+        if self._sel is None:
+            raise ValueError("the hub is closed")
+        if listen_fd != self._lfd:
+            self._watch(self._lfd, listen_fd)
+            self._lfd = listen_fd
+        if wake_fd != self._wfd:
+            self._watch(self._wfd, wake_fd)
+            self._wfd = wake_fd
+        if self._timers:
+            left = max(0.0, self._timers[0][0] - monotonic())
+            if timeout is None or left < timeout:
+                timeout = left
+        if timeout is not None:
+            # Round up to whole milliseconds like the core: never early.
+            ms = max(0.0, timeout) * 1000.0
+            timeout = (int(ms) + (int(ms) < ms)) / 1000.0
+        result = 0
+        for key, _ in self._sel.select(timeout):
+            fd = key.fd
+            if fd == listen_fd:
+                result |= READY
+            elif fd == wake_fd:
+                result |= WOKEN
+            else:
+                self._wake(fd, True)
+        timers = self._timers
+        if timers:
+            now = monotonic()
+            waiters = self._waiters
+            while timers and timers[0][0] <= now:
+                _, seq, fd = heapq.heappop(timers)
+                entry = waiters.get(fd)
+                if entry is not None and entry[1] == seq:
+                    self._wake(fd, False)
+        return result
+
+    def unwatch(self):
+        if self._lfd >= 0:
+            self._unregister(self._lfd)
+            self._lfd = -1
+        if self._wfd >= 0:
+            self._unregister(self._wfd)
+            self._wfd = -1
+
+    def forget(self, fd, closed=False):
+        if self._regs.pop(fd, None) is not None:
+            self._unregister(fd)
+
+    def waiters(self):
+        return [entry[0] for entry in self._waiters.values()]
