@@ -307,9 +307,9 @@ The event loop of a greenlet server (see ``fastsock.GreenletMixIn``):
         for i in range(n):
             fd = evs[i].fd
             if fd == listen_fd:
-                result |= READY
+                result |= 1         # READY
             elif fd == wake_fd:
-                result |= WOKEN
+                result |= 2         # WOKEN
             elif fd < self._nslots:
                 self._wake(fd, True)
         if self._timers:

@@ -562,6 +562,10 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
                 deadline = limit
             mode = _SIO_TIMEOUT
         if mode == _SIO_NONBLOCK or not self._drained:
+            if self._drained and self._hub is not None and not nowait:
+                # A GreenSocket (always non-blocking underneath) that the
+                # last recv emptied: wait in the hub before trying.
+                return self._recv_green(fd, dst, n, flags, limit)
             # More input may be waiting (the last recv filled what it was
             # given): take it without letting go of the GIL.
             r = _sio_try(fd, dst, <size_t>n, flags, False, &err)
