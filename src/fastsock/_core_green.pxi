@@ -262,14 +262,16 @@ The event loop of a greenlet server (see ``fastsock.GreenletMixIn``):
         self._switch(w, value)
         return 0
 
-    def poll(self, int listen_fd, int wake_fd, timeout):
-        """Wait (GIL released) at most *timeout* seconds (None: no limit)
-        for the server's *listen_fd*/*wake_fd* (-1: none) and the waiting
-        greenlets' descriptors; run the greenlets that are ready or timed
-        out.  Returns READY and/or WOKEN for the server's descriptors."""
+    def poll(self, int listen_fd, int wake_fd, timeout, bint once=False):
+        """Run the connections' greenlets (waiting with the GIL released)
+        until *listen_fd* or *wake_fd* (-1: none) is readable or *timeout*
+        seconds (None: no limit) have passed; *once*: return after the
+        first wait instead.  Returns READY and/or WOKEN for the server's
+        descriptors (0: the time passed)."""
         cdef fs_event evs[256]
         cdef int n, i, fd, ms, err = 0, result = 0
-        cdef double now, first
+        cdef double now, first, until = 0.0
+        cdef bint forever = timeout is None
         cdef tuple t
         if self._epfd < 0:
             raise ValueError("the hub is closed")
@@ -287,43 +289,47 @@ The event loop of a greenlet server (see ``fastsock.GreenletMixIn``):
             if wake_fd >= 0:
                 self._ctl(wake_fd, FS_EV_IN, 0)
                 self._wfd = wake_fd
-        ms = -1 if timeout is None else fs_poll_ms(<double>timeout)
-        if self._timers:
-            first = (<tuple>self._timers[0])[0]
-            i = fs_poll_ms(first - fs_monotonic())
-            if ms < 0 or i < ms:
-                ms = i
+        if not forever:
+            until = fs_monotonic() + <double>timeout
         while True:
-            with nogil:
-                n = fs_epoll_wait(self._epfd, evs, 256, ms)
-                if n < 0:
-                    err = errno
-            if n >= 0:
-                break
-            if err != EINTR:
-                raise_errno(err)
-            check_signals()
-            ms = 0      # handlers ran: look again without waiting
-        for i in range(n):
-            fd = evs[i].fd
-            if fd == listen_fd:
-                result |= 1         # READY
-            elif fd == wake_fd:
-                result |= 2         # WOKEN
-            elif fd < self._nslots:
-                self._wake(fd, True)
-        if self._timers:
-            now = fs_monotonic()
-            while self._timers:
-                t = <tuple>self._timers[0]
-                if <double>t[0] > now:
+            ms = -1 if forever else fs_poll_ms(until - fs_monotonic())
+            if self._timers:
+                first = (<tuple>self._timers[0])[0]
+                i = fs_poll_ms(first - fs_monotonic())
+                if ms < 0 or i < ms:
+                    ms = i
+            while True:
+                with nogil:
+                    n = fs_epoll_wait(self._epfd, evs, 256, ms)
+                    if n < 0:
+                        err = errno
+                if n >= 0:
                     break
-                _hub_heappop(self._timers)
-                fd = t[2]
-                if (fd < self._nslots and self._slots[fd].waiter != NULL
-                        and self._slots[fd].seq == <unsigned int>t[1]):
-                    self._wake(fd, False)
-        return result
+                if err != EINTR:
+                    raise_errno(err)
+                check_signals()
+                ms = 0      # handlers ran: look again without waiting
+            for i in range(n):
+                fd = evs[i].fd
+                if fd == listen_fd:
+                    result |= 1         # READY
+                elif fd == wake_fd:
+                    result |= 2         # WOKEN
+                elif fd < self._nslots:
+                    self._wake(fd, True)
+            if self._timers:
+                now = fs_monotonic()
+                while self._timers:
+                    t = <tuple>self._timers[0]
+                    if <double>t[0] > now:
+                        break
+                    _hub_heappop(self._timers)
+                    fd = t[2]
+                    if (fd < self._nslots and self._slots[fd].waiter != NULL
+                            and self._slots[fd].seq == <unsigned int>t[1]):
+                        self._wake(fd, False)
+            if result or once or (not forever and fs_monotonic() >= until):
+                return result
 
     def unwatch(self):
         """Stop watching the server's descriptors (before they are closed:

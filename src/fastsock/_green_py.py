@@ -156,7 +156,7 @@ class Hub:
             self._register(new, _READ)
             self._regs.pop(new, None)    # not a connection's registration
 
-    def poll(self, listen_fd, wake_fd, timeout):
+    def poll(self, listen_fd, wake_fd, timeout, once=False):
         """See ``fastsock._core.Hub.poll``."""
         if self._sel is None:
             raise ValueError("the hub is closed")
@@ -166,33 +166,39 @@ class Hub:
         if wake_fd != self._wfd:
             self._watch(self._wfd, wake_fd)
             self._wfd = wake_fd
-        if self._timers:
-            left = max(0.0, self._timers[0][0] - monotonic())
-            if timeout is None or left < timeout:
-                timeout = left
-        if timeout is not None:
-            # Round up to whole milliseconds like the core: never early.
-            ms = max(0.0, timeout) * 1000.0
-            timeout = (int(ms) + (int(ms) < ms)) / 1000.0
-        result = 0
-        for key, _ in self._sel.select(timeout):
-            fd = key.fd
-            if fd == listen_fd:
-                result |= READY
-            elif fd == wake_fd:
-                result |= WOKEN
-            else:
-                self._wake(fd, True)
-        timers = self._timers
-        if timers:
-            now = monotonic()
-            waiters = self._waiters
-            while timers and timers[0][0] <= now:
-                _, seq, fd = heapq.heappop(timers)
-                entry = waiters.get(fd)
-                if entry is not None and entry[1] == seq:
-                    self._wake(fd, False)
-        return result
+        until = None if timeout is None else monotonic() + timeout
+        select = self._sel.select
+        wake = self._wake
+        while True:
+            wait = None if until is None else max(0.0, until - monotonic())
+            if self._timers:
+                left = max(0.0, self._timers[0][0] - monotonic())
+                if wait is None or left < wait:
+                    wait = left
+            if wait is not None:
+                # Round up to whole milliseconds like the core: never early.
+                ms = wait * 1000.0
+                wait = (int(ms) + (int(ms) < ms)) / 1000.0
+            result = 0
+            for key, _ in select(wait):
+                fd = key.fd
+                if fd == listen_fd:
+                    result |= READY
+                elif fd == wake_fd:
+                    result |= WOKEN
+                else:
+                    wake(fd, True)
+            timers = self._timers
+            if timers:
+                now = monotonic()
+                waiters = self._waiters
+                while timers and timers[0][0] <= now:
+                    _, seq, fd = heapq.heappop(timers)
+                    entry = waiters.get(fd)
+                    if entry is not None and entry[1] == seq:
+                        wake(fd, False)
+            if result or once or (until is not None and monotonic() >= until):
+                return result
 
     def unwatch(self):
         if self._lfd >= 0:

@@ -165,8 +165,8 @@ class GreenletMixIn:
         """Serve every connection in this thread until shutdown().
 
         One wait (epoll, GIL released) covers the listening socket, the
-        wakeup fd and the connections; service_actions() runs on every turn
-        (at least every *poll_interval* seconds).  On return the open
+        wakeup fd and the connections; service_actions() runs after every
+        round of accepts and at least every *poll_interval* seconds.  On return the open
         connections are ended (see the class docstring).
         """
         greenlet = _import_greenlet()
@@ -229,7 +229,7 @@ class GreenletMixIn:
             READY = self._core.READY
             while True:
                 left = None if deadline is None else max(0.0, deadline - monotonic())
-                if hub.poll(fd, -1, left) & READY:
+                if hub.poll(fd, -1, left, True) & READY:
                     break
                 if deadline is not None and monotonic() >= deadline:
                     hub.unwatch()
@@ -264,7 +264,7 @@ class GreenletMixIn:
                 raise
             mine = self._fastsock_greenlets - before
             while mine & self._fastsock_greenlets:
-                hub.poll(-1, -1, None)
+                hub.poll(-1, -1, None, True)
         finally:
             hub.unwatch()
             hub.stop()
