@@ -27,6 +27,10 @@ _recv = _base.recv
 _recv_into = _base.recv_into
 _send = _base.send
 _settimeout = _base.settimeout
+# The C-level getters: plain ints, without building the enums.
+_family = socket._socket.socket.family.__get__
+_type = socket._socket.socket.type.__get__
+_proto = socket._socket.socket.proto.__get__
 
 
 class GreenSocket(socket.socket):
@@ -39,7 +43,7 @@ class GreenSocket(socket.socket):
         """A GreenSocket taking over the descriptor of the connected socket
         *sock* (detached: *sock* is closed afterwards), with its timeout."""
         timeout = sock.gettimeout()
-        family, type_, proto = sock.family, sock.type, sock.proto
+        family, type_, proto = _family(sock), _type(sock), _proto(sock)
         fd = sock.detach()
         try:
             self = cls(family, type_, proto, fileno=fd)
