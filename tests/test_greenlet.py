@@ -187,6 +187,9 @@ def test_raw_socket_handler(ss, unix):
                     buf = bytearray(100)
                     n = sock.recv_into(buf)
                     sock.sendall(bytes(buf[:n]).upper())
+                elif data.startswith(b"sendfile"):
+                    with open(__file__, "rb") as f:
+                        sock.sendfile(f, 0, 10)
                 elif data.startswith(b"file"):
                     with sock.makefile("rb") as f:
                         line = f.readline()
@@ -213,6 +216,12 @@ def test_raw_socket_handler(ss, unix):
             time.sleep(0.05)
             c.sendall(b"xyz\n")
             assert c.recv(100) == b"\nzyx"
+            c.sendall(b"sendfile")
+            got = b""
+            while len(got) < 10:
+                got += c.recv(100)
+            with open(__file__, "rb") as f:
+                assert got == f.read(10)
             for c in clients:
                 c.close()
         assert seen[0] == ("GreenSocket", None, True)

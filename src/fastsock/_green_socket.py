@@ -158,5 +158,10 @@ class GreenSocket(socket.socket):
                         raise
                 self._fastsock_wait(True, deadline)
 
+    def sendfile(self, file, offset=0, count=None):
+        # socket.sendfile() would wait for os.sendfile() in a selector of its
+        # own, blocking the hub: send() the file's data instead (waits here).
+        return self._sendfile_use_send(file, offset, count)
+
     def dup(self):
         raise OSError("a greenlet server's request socket cannot be duplicated")
