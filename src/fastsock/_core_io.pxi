@@ -1363,8 +1363,6 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
             if r >= 0:
                 progress[0] += r
                 self._nwritten += r
-                if not overall:
-                    gdeadline = -1.0
                 continue
             if r == _SIO_ERROR:
                 if err != EINTR:
@@ -1372,7 +1370,7 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
                 check_signals()
                 continue
             if mode == _SIO_NONBLOCK:
-                if self._hub is None or self._send_green_wait(fd, &gdeadline):
+                if self._hub is None or self._send_green_wait(fd, &gdeadline, overall):
                     return 1
                 fd = _sio_sock_fd(self._sock)
                 continue
@@ -1413,13 +1411,15 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
             fd = _sio_sock_fd(self._sock)
         return 0
 
-    cdef int _send_green_wait(self, int fd, double *gdeadline) except -1:
+    cdef int _send_green_wait(self, int fd, double *gdeadline, bint overall) except -1:
         # A GreenSocket's send would block: wait in the hub under the
-        # user's timeout (*gdeadline: -1.0 not armed yet) and write_timeout.
-        # 1: the user made the socket non-blocking, do not wait.
+        # user's timeout (*gdeadline: -1.0 not armed yet; armed once for a
+        # sendall(), afresh for each wait otherwise, as each wait precedes
+        # one send) and write_timeout.  1: the user made the socket
+        # non-blocking, do not wait.
         cdef object timeout
         cdef double dl
-        if gdeadline[0] < 0.0:
+        if gdeadline[0] < 0.0 or not overall:
             timeout = (<object>self._sock)._fastsock_timeout
             if timeout is None:
                 gdeadline[0] = 0.0
