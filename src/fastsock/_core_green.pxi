@@ -72,6 +72,7 @@ cdef int _hub_block_wait(int fd, bint write, double deadline) except -1:
 
 cdef class Hub:
     """Hub()
+--
 
 The event loop of a greenlet server (see ``fastsock.GreenletMixIn``):
     an epoll set with the greenlet waiting on each descriptor.
@@ -96,8 +97,8 @@ The event loop of a greenlet server (see ``fastsock.GreenletMixIn``):
     cdef list _timers
     cdef int _lfd               # server fds registered with epoll (-1: none)
     cdef int _wfd
-    cdef readonly int waiting   # greenlets suspended in wait()
-    cdef public bint closing    # wait() raises ConnectionAbortedError
+    cdef int _waiting           # greenlets suspended in wait()
+    cdef bint _closing          # wait() raises ConnectionAbortedError
 
     def __cinit__(self):
         self._epfd = -1
@@ -130,10 +131,27 @@ The event loop of a greenlet server (see ``fastsock.GreenletMixIn``):
         self._release()
 
     @property
+    def waiting(self):
+        """Greenlets suspended in wait()."""
+        return self._waiting
+
+    @property
+    def closing(self):
+        """While true, wait() in a connection's greenlet raises
+        ConnectionAbortedError (set while the open connections are ended)."""
+        return self._closing
+
+    @closing.setter
+    def closing(self, value):
+        self._closing = value
+
+    @property
     def closed(self):
+        """True once close() has run."""
         return self._epfd < 0
 
     def fileno(self):
+        """The epoll descriptor (-1 once closed)."""
         return self._epfd
 
     def start(self, greenlet_module):
@@ -142,9 +160,10 @@ The event loop of a greenlet server (see ``fastsock.GreenletMixIn``):
         self._switch = greenlet_module.greenlet.switch
         self._glet = self._getcurrent()
         self._thread = PyThread_get_thread_ident()
-        self.closing = False
+        self._closing = False
 
     def stop(self):
+        """The hub no longer runs: wait() blocks its caller."""
         self._glet = None
 
     cdef int _ensure(self, int fd) except -1:
@@ -192,7 +211,7 @@ The event loop of a greenlet server (see ``fastsock.GreenletMixIn``):
         cur = self._getcurrent()
         if cur is self._glet:
             return _hub_block_wait(fd, write, deadline)
-        if self.closing:
+        if self._closing:
             raise_errno(ECONNABORTED)
         if deadline > 0.0 and deadline <= fs_monotonic():
             return 0
@@ -207,9 +226,9 @@ The event loop of a greenlet server (see ``fastsock.GreenletMixIn``):
         seq = slot.seq
         Py_INCREF(cur)
         slot.waiter = <PyObject *>cur
-        self.waiting += 1
+        self._waiting += 1
         if deadline > 0.0:
-            if len(self._timers) > 2 * self.waiting + 64:
+            if len(self._timers) > 2 * self._waiting + 64:
                 self._compact()
             _hub_heappush(self._timers, (deadline, seq, fd))
         try:
@@ -221,7 +240,7 @@ The event loop of a greenlet server (see ``fastsock.GreenletMixIn``):
                 slot = &self._slots[fd]
                 if slot.waiter == <PyObject *>cur:
                     slot.waiter = NULL
-                    self.waiting -= 1
+                    self._waiting -= 1
                     Py_XDECREF(<PyObject *>cur)
         return 1 if res is True else 0
 
@@ -256,7 +275,7 @@ The event loop of a greenlet server (see ``fastsock.GreenletMixIn``):
                 slot.regs = 0
             return 0
         slot.waiter = NULL
-        self.waiting -= 1
+        self._waiting -= 1
         w = <object>p
         Py_XDECREF(p)
         self._switch(w, value)

@@ -32,7 +32,9 @@ def _block_wait(fd, write, deadline):
 
 
 class Hub:
-    """The event loop of a greenlet server: see ``fastsock._core.Hub``."""
+    """The event loop of a greenlet server (see ``fastsock.GreenletMixIn``):
+    an epoll set (here: a ``selectors`` selector) with the greenlet waiting
+    on each descriptor.  See ``fastsock._core.Hub`` for the methods."""
 
     def __init__(self):
         self._sel = selectors.DefaultSelector()
@@ -45,20 +47,34 @@ class Hub:
         self._thread = None
         self._lfd = -1
         self._wfd = -1
-        self.closing = False
+        self._closing = False
 
     @property
     def waiting(self):
+        """Greenlets suspended in wait()."""
         return len(self._waiters)
 
     @property
+    def closing(self):
+        """While true, wait() in a connection's greenlet raises
+        ConnectionAbortedError (set while the open connections are ended)."""
+        return self._closing
+
+    @closing.setter
+    def closing(self, value):
+        self._closing = bool(value)
+
+    @property
     def closed(self):
+        """True once close() has run."""
         return self._sel is None
 
     def fileno(self):
+        """The selector's descriptor (-1 once closed)."""
         return -1 if self._sel is None else self._sel.fileno()
 
     def close(self):
+        """Close the selector (idempotent)."""
         self._glet = None
         self._timers = []
         self._waiters.clear()
@@ -68,12 +84,14 @@ class Hub:
             self._sel = None
 
     def start(self, greenlet_module):
+        """Make the calling greenlet (of this thread) the hub."""
         self._getcurrent = greenlet_module.getcurrent
         self._glet = self._getcurrent()
         self._thread = threading.get_ident()
-        self.closing = False
+        self._closing = False
 
     def stop(self):
+        """The hub no longer runs: wait() blocks its caller."""
         self._glet = None
 
     def _register(self, fd, events):
@@ -109,7 +127,7 @@ class Hub:
         cur = self._getcurrent()
         if cur is glet:
             return _block_wait(fd, write, deadline)
-        if self.closing:
+        if self._closing:
             raise OSError(errno.ECONNABORTED, "Software caused connection abort")
         if deadline > 0.0 and deadline <= monotonic():
             return False
@@ -157,7 +175,11 @@ class Hub:
             self._regs.pop(new, None)    # not a connection's registration
 
     def poll(self, listen_fd, wake_fd, timeout, once=False):
-        """See ``fastsock._core.Hub.poll``."""
+        """Run the connections' greenlets (waiting with the GIL released)
+        until *listen_fd* or *wake_fd* (-1: none) is readable or *timeout*
+        seconds (None: no limit) have passed; *once*: return after the
+        first wait instead.  Returns READY and/or WOKEN for the server's
+        descriptors (0: the time passed)."""
         if self._sel is None:
             raise ValueError("the hub is closed")
         if listen_fd != self._lfd:
@@ -201,6 +223,8 @@ class Hub:
                 return result
 
     def unwatch(self):
+        """Stop watching the server's descriptors (before they are closed:
+        a new one may get the same number)."""
         if self._lfd >= 0:
             self._unregister(self._lfd)
             self._lfd = -1
@@ -209,8 +233,11 @@ class Hub:
             self._wfd = -1
 
     def forget(self, fd, closed=False):
+        """A connection on *fd* is ending: stop watching it (*closed*: the
+        descriptor is already closed)."""
         if self._regs.pop(fd, None) is not None:
             self._unregister(fd)
 
     def waiters(self):
+        """The greenlets waiting now (a list)."""
         return [entry[0] for entry in self._waiters.values()]
