@@ -7,7 +7,6 @@ would block in one ``epoll_wait`` (GIL released) and switches to the
 greenlets whose connections are ready.  No thread is woken per message.
 """
 import socket
-import sys
 from time import monotonic
 
 from ._green_socket import GreenSocket
