@@ -73,6 +73,8 @@ def extensions():
             "src/fastsock/_core_loop.pxi",
             "src/fastsock/_core_io.pxi",
             "src/fastsock/_core_stats.pxi",
+            "src/fastsock/_core_green.pxi",
+            "src/fastsock/_fastsock_epoll.h",
             "src/fastsock/_fastsock_compat.h",
         ],
     )

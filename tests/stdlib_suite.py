@@ -37,13 +37,15 @@ import unittest
 # and uninstall() swap fastsock in for the stdlib module, the ThreadPool*
 # servers are fastsock's pooled alternative to ThreadingMixIn, LineTooLong is
 # what a reader with max_line raises, ServerStats/StatsExporter/
-# prometheus_text are server statistics, BACKEND and EXTRAS are data.
+# prometheus_text are server statistics, the Greenlet* servers and GreenSocket
+# are the opt-in greenlet event loop, BACKEND and EXTRAS are data.
 FASTSOCK_EXTRAS = frozenset({
     "install", "uninstall",
     "ThreadPoolMixIn", "ThreadPoolTCPServer", "ThreadPoolUDPServer",
     "ThreadPoolUnixStreamServer", "ThreadPoolUnixDatagramServer",
     "LineTooLong",
     "ServerStats", "StatsExporter", "prometheus_text",
+    "GreenletMixIn", "GreenletTCPServer", "GreenletUnixStreamServer", "GreenSocket",
     "BACKEND", "EXTRAS",
 })
 

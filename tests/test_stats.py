@@ -17,7 +17,7 @@ HAVE_FORK = hasattr(os, "fork")
 
 KINDS = ["TCPServer", "ThreadingTCPServer", "ThreadPoolTCPServer", "ForkingTCPServer",
          "UnixStreamServer", "ThreadingUnixStreamServer", "ThreadPoolUnixStreamServer",
-         "ForkingUnixStreamServer"]
+         "ForkingUnixStreamServer", "GreenletTCPServer", "GreenletUnixStreamServer"]
 
 
 def server_class(ss, kind, **attrs):

@@ -22,6 +22,9 @@ from ._handlers import (
     _SocketWriter,
 )
 
+from ._greenlet_server import GreenletMixIn, GreenletTCPServer
+from ._green_socket import GreenSocket
+
 from ._install import install, uninstall
 from ._stats import ServerStats, StatsExporter, prometheus_text
 
@@ -31,7 +34,8 @@ __version__ = "0.1.0"
 #: stays exactly the stdlib's so ``from fastsock import *`` is a drop-in).
 EXTRAS = ["install", "uninstall", "ThreadPoolMixIn", "ThreadPoolTCPServer", "ThreadPoolUDPServer",
           "ThreadPoolUnixStreamServer", "ThreadPoolUnixDatagramServer", "LineTooLong",
-          "ServerStats", "StatsExporter", "prometheus_text"]
+          "ServerStats", "StatsExporter", "prometheus_text",
+          "GreenletMixIn", "GreenletTCPServer", "GreenletUnixStreamServer", "GreenSocket"]
 
 # The public names of CPython 3.13's socketserver, in its order, under the
 # same platform conditions.
@@ -50,6 +54,7 @@ if hasattr(socket, "AF_UNIX"):
         ThreadingUnixStreamServer, ThreadingUnixDatagramServer,
         ThreadPoolUnixStreamServer, ThreadPoolUnixDatagramServer,
     )
+    from ._greenlet_server import GreenletUnixStreamServer
     __all__ += ["UnixStreamServer", "UnixDatagramServer",
                 "ThreadingUnixStreamServer", "ThreadingUnixDatagramServer"]
     if hasattr(os, "fork"):

@@ -22,9 +22,11 @@ import io
 import socket as _socket_module
 
 __all__ = ["READY", "WOKEN", "INVALID", "Waker", "wait_readable", "accept", "recvfrom",
-           "DatagramReceiver", "send_batch", "trim_heap", "SocketReader", "SocketWriter", "Counters"]
+           "DatagramReceiver", "send_batch", "trim_heap", "SocketReader", "SocketWriter", "Counters",
+           "Hub"]
 
 include "_core_errors.pxi"
 include "_core_loop.pxi"
+include "_core_green.pxi"
 include "_core_io.pxi"
 include "_core_stats.pxi"

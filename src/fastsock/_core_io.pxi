@@ -62,6 +62,8 @@ cdef Py_ssize_t _PEND_MAX = 65536
 from fastsock._flusher import register as _sio_flusher_register
 from fastsock._errors import LineTooLong as _sio_LineTooLong
 cdef object _sio_socket_type = _socket_module.socket
+# A greenlet server's connection: the fast path too, waiting through its hub.
+from fastsock._green_socket import GreenSocket as _sio_green_type
 cdef object _sio_unsupported = io.UnsupportedOperation
 cdef frozenset _sio_blocking_errnos = frozenset([EAGAIN, EWOULDBLOCK])
 # Since CPython 3.13 (gh-117151) BufferedWriter.write() sends a write of at
@@ -380,6 +382,7 @@ cdef class _SocketStream:
     cdef bint _closed
     cdef bint _fast        # type(sock) is socket.socket: use the fd directly
     cdef bint _ref         # holds one of sock._io_refs
+    cdef object _hub       # a GreenSocket's Hub (None: a thread's socket)
     cdef object __weakref__
 
     def __cinit__(self, *args, **kwargs):
@@ -405,6 +408,16 @@ cdef class _SocketStream:
     cdef inline void _leave(self) noexcept:
         self._owner = 0
         PyThread_release_lock(self._lock)
+
+    cdef int _set_sock(self, object sock) except -1:
+        self._sock = sock
+        self._fast = type(sock) is _sio_socket_type
+        if not self._fast and type(sock) is _sio_green_type:
+            # Plain socket underneath: the fast path, but a recv/send that
+            # would block waits in the hub (_recv_green, _send_green_wait).
+            self._fast = True
+            self._hub = sock._fastsock_hub
+        return 0
 
     cdef int _take_ref(self) except -1:
         # Only a socket.socket counts its files (a test double's attribute
@@ -527,8 +540,7 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
             raise MemoryError()
         self._pos = 0
         self._end = -1
-        self._sock = sock
-        self._fast = type(sock) is _sio_socket_type
+        self._set_sock(sock)
         self._take_ref()
         self._ok = True
 
@@ -572,6 +584,10 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
                 deadline = limit
             mode = _SIO_TIMEOUT
         if mode == _SIO_NONBLOCK or not self._drained:
+            if self._drained and self._hub is not None and not nowait:
+                # A GreenSocket (always non-blocking underneath) that the
+                # last recv emptied: wait in the hub before trying.
+                return self._recv_green(fd, dst, n, flags, limit)
             # More input may be waiting (the last recv filled what it was
             # given): take it without letting go of the GIL.
             r = _sio_try(fd, dst, <size_t>n, flags, False, &err)
@@ -583,6 +599,8 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
                     raise_errno(err)
                 check_signals()
             elif mode == _SIO_NONBLOCK:
+                if self._hub is not None and not nowait:
+                    return self._recv_green(fd, dst, n, flags, limit)
                 self._drained = True
                 return _SIO_AGAIN
         # The last recv emptied the socket (or this one found it empty): the
@@ -605,6 +623,35 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
                 raise_errno(err)
             check_signals()                 # PEP 475: retry after handlers
             fd = _sio_sock_fd(self._sock)
+
+    cdef Py_ssize_t _recv_green(self, int fd, char *dst, Py_ssize_t n, int flags,
+                                double limit) except -1:
+        # A GreenSocket's recv would block: wait in the hub, under the
+        # user's timeout and the call's deadline, then try again.
+        cdef object timeout = (<object>self._sock)._fastsock_timeout
+        cdef double deadline = 0.0
+        cdef Py_ssize_t r
+        cdef int err = 0
+        if timeout is not None:
+            if <double>timeout <= 0.0:
+                self._drained = True        # non-blocking for the user
+                return _SIO_AGAIN
+            deadline = fs_monotonic() + <double>timeout
+        if limit > 0.0 and (deadline == 0.0 or limit < deadline):
+            deadline = limit
+        while True:
+            if not (<Hub>self._hub)._wait(fd, False, deadline):
+                self._timed_out = True
+                raise_timeout()
+            fd = _sio_sock_fd(self._sock)
+            r = _sio_try(fd, dst, <size_t>n, flags, False, &err)
+            if r >= 0:
+                self._got(r, n, flags)
+                return r
+            if r == _SIO_ERROR:
+                if err != EINTR:
+                    raise_errno(err)
+                check_signals()
 
     cdef inline void _got(self, Py_ssize_t r, Py_ssize_t n, int flags) noexcept:
         self._dl_idle = 0.0         # no longer waiting for the first byte
@@ -1300,8 +1347,7 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
             self._buf = <char *>PyMem_Malloc(self._bufsize)
             if self._buf == NULL:
                 raise MemoryError()
-        self._sock = sock
-        self._fast = type(sock) is _sio_socket_type
+        self._set_sock(sock)
         if self._bufsize:
             self._take_ref()
         elif (reader is not None and self._fast and type(reader) is SocketReader
@@ -1325,7 +1371,7 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
         deadline for the whole (sendall()), else one per send() call
         (socket.SocketIO.write())."""
         cdef int fd, mode, wmode, err = 0
-        cdef double deadline = 0.0, wdeadline
+        cdef double deadline = 0.0, wdeadline, gdeadline = -1.0
         cdef Py_ssize_t r
         if self._wtimed_out:
             raise_timeout()
@@ -1346,7 +1392,10 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
                 check_signals()
                 continue
             if mode == _SIO_NONBLOCK:
-                return 1
+                if self._hub is None or self._send_green_wait(fd, &gdeadline, overall):
+                    return 1
+                fd = _sio_sock_fd(self._sock)
+                continue
             wmode = mode
             wdeadline = deadline
             if self._write_timeout > 0.0:
@@ -1382,6 +1431,34 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
                 raise_errno(err)
             check_signals()                 # PEP 475: retry after handlers
             fd = _sio_sock_fd(self._sock)
+        return 0
+
+    cdef int _send_green_wait(self, int fd, double *gdeadline, bint overall) except -1:
+        # A GreenSocket's send would block: wait in the hub under the
+        # user's timeout (*gdeadline: -1.0 not armed yet; armed once for a
+        # sendall(), afresh for each wait otherwise, as each wait precedes
+        # one send) and write_timeout.  1: the user made the socket
+        # non-blocking, do not wait.
+        cdef object timeout
+        cdef double dl
+        if gdeadline[0] < 0.0 or not overall:
+            timeout = (<object>self._sock)._fastsock_timeout
+            if timeout is None:
+                gdeadline[0] = 0.0
+            elif <double>timeout <= 0.0:
+                return 1
+            else:
+                gdeadline[0] = fs_monotonic() + <double>timeout
+        dl = gdeadline[0]
+        if self._write_timeout > 0.0:
+            if self._wdl == 0.0:
+                self._wdl = fs_monotonic() + self._write_timeout
+            if dl == 0.0 or self._wdl < dl:
+                dl = self._wdl
+        if not (<Hub>self._hub)._wait(fd, True, dl):
+            if self._wdl > 0.0 and dl == self._wdl:
+                self._wtimed_out = True
+            raise_timeout()
         return 0
 
     cdef int _send_slow(self, const char *data, Py_ssize_t n, Py_ssize_t keep,

@@ -4,7 +4,8 @@ from ._loop_py import (READY, WOKEN, INVALID, Waker, wait_readable, accept, recv
                        DatagramReceiver, send_batch, trim_heap)
 from ._io_py import SocketReader, SocketWriter
 from ._stats import Counters
+from ._green_py import Hub
 
 __all__ = ["READY", "WOKEN", "INVALID", "Waker", "wait_readable", "accept", "recvfrom",
            "DatagramReceiver", "send_batch", "trim_heap",
-           "SocketReader", "SocketWriter", "Counters"]
+           "SocketReader", "SocketWriter", "Counters", "Hub"]

@@ -34,6 +34,10 @@ _DEFAULT_BUFFER_SIZE = io.DEFAULT_BUFFER_SIZE
 _BLOCKING_ERRNOS = frozenset({_errno.EAGAIN, _errno.EWOULDBLOCK})
 _MSG_PEEK = getattr(_socket, "MSG_PEEK", 2)
 _SOCKET = _socket.socket
+# A greenlet server's connection: its methods wait in the hub by themselves,
+# so the plain socket's paths serve it unchanged.
+from ._green_socket import GreenSocket as _GreenSocket
+_FAST_TYPES = (_SOCKET, _GreenSocket)
 _MSG_DONTWAIT = getattr(_socket, "MSG_DONTWAIT", 0)
 _POSIX = _os_name == "posix"     # os.write() works on a socket's descriptor
 # Most bytes an unbuffered writer holds back while coalescing.
@@ -177,7 +181,7 @@ class SocketReader(_Locked):
         self._dl_call = 0.0     # deadline of the current call (0.0: none)
         self._dl_idle = 0.0     # deadline for its first byte (0.0: none, or got it)
         self._sock = sock
-        self._fast = type(sock) is _SOCKET
+        self._fast = type(sock) in _FAST_TYPES
         self._bufsize = bufsize
         # Unbuffered readers use the buffer only as scratch space for peeking.
         self._buf = bytearray(bufsize or _DEFAULT_BUFFER_SIZE)
@@ -839,7 +843,7 @@ class SocketWriter(_Locked):
         self._reader = None
         self._psince = 0.0
         self._sock = sock
-        self._fast = type(sock) is _SOCKET
+        self._fast = type(sock) in _FAST_TYPES
         self._bufsize = bufsize
         self._buf = bytearray(bufsize) if bufsize else None
         self._start = 0         # pending bytes are _buf[_start:_end]

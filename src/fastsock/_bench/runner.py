@@ -103,6 +103,7 @@ def add_scenario(scenario):
     return scenario
 
 IMPL_ORDER = ["stdlib", "fastsock-python", "fastsock-cython", "fastsock-pool",
+              "fastsock-greenlet",
               "asyncio", "uvloop", "uvloop-protocol", "c-echo"]
 
 PRESETS = {
@@ -126,7 +127,8 @@ def _fastsock_info():
     info = {"backend": fastsock.BACKEND, "file": fastsock.__file__,
             "version": getattr(fastsock, "__version__", None),
             "reason": _backend.REASON,
-            "thread_pool_server": hasattr(fastsock, "ThreadPoolTCPServer")}
+            "thread_pool_server": hasattr(fastsock, "ThreadPoolTCPServer"),
+            "greenlet_server": hasattr(fastsock, "GreenletTCPServer")}
     try:
         _backend.load("cython")
         info["cython_available"] = True
@@ -158,6 +160,12 @@ def available_impls(fs, loadgen):
             why = "compiled core not importable: %s" % fs.get("cython_error")
         elif impl == "fastsock-pool" and not fs["thread_pool_server"]:
             why = "fastsock.ThreadPoolTCPServer does not exist"
+        elif impl == "fastsock-greenlet":
+            import importlib.util
+            if not fs.get("greenlet_server"):
+                why = "fastsock.GreenletTCPServer does not exist"
+            elif importlib.util.find_spec("greenlet") is None:
+                why = "greenlet is not installed (pip install greenlet)"
         elif impl in ("uvloop", "uvloop-protocol"):
             import importlib.util
             if importlib.util.find_spec("uvloop") is None:

@@ -18,6 +18,9 @@ Implementations (``IMPLS``):
                      exists), ``fastsock.http.HTTPServer`` for HTTP, and
                      ``UDPServer`` with ``reply_batch = 8`` (replies sent with
                      ``sendmmsg``) for UDP
+``fastsock-greenlet`` ``GreenletTCPServer`` (``GreenletUnixStreamServer`` on a
+                     unix socket) on the active backend: every connection in a
+                     greenlet of one epoll loop; stream kinds only
 ``asyncio``          asyncio streams (``start_server``; ``readline``/``write``
                      /``drain``) and a ``DatagramProtocol`` for UDP
 ``uvloop``           the same asyncio code on uvloop, when importable
@@ -58,7 +61,8 @@ if __name__ == "__main__" and sys.path and sys.path[0] == os.path.dirname(os.pat
     # the modules next to this file must not shadow top-level names.
     del sys.path[0]
 
-SOCKETSERVER_IMPLS = ("stdlib", "fastsock-python", "fastsock-cython", "fastsock-pool")
+SOCKETSERVER_IMPLS = ("stdlib", "fastsock-python", "fastsock-cython", "fastsock-pool",
+                      "fastsock-greenlet")
 ASYNC_IMPLS = ("asyncio", "uvloop", "uvloop-protocol")
 IMPLS = SOCKETSERVER_IMPLS + ASYNC_IMPLS
 KINDS = ("echo", "udp", "http-keepalive", "http10")
@@ -69,6 +73,8 @@ HTTP_BODY = b"Hello from the fastsock benchmark!\n" * 4   # 140 bytes, in memory
 
 def supports(impl, kind):
     """Whether *impl* has a server for *kind*."""
+    if impl == "fastsock-greenlet":
+        return kind == "echo"
     if kind.startswith("http"):
         return impl in SOCKETSERVER_IMPLS
     return True
@@ -93,6 +99,11 @@ def _socketserver_module(impl):
             impl, fastsock.BACKEND, want, info["backend_reason"]))
     if impl == "fastsock-pool" and not hasattr(fastsock, "ThreadPoolTCPServer"):
         sys.exit("fastsock-pool: fastsock.ThreadPoolTCPServer does not exist")
+    if impl == "fastsock-greenlet":
+        if not hasattr(fastsock, "GreenletTCPServer"):
+            sys.exit("fastsock-greenlet: fastsock.GreenletTCPServer does not exist")
+        import greenlet
+        info["greenlet"] = greenlet.__version__
     return fastsock, info
 
 
@@ -115,7 +126,9 @@ def _serve_socketserver(args):
             def handle(self):
                 for line in self.rfile:
                     self.wfile.write(line)
-        if args.unix:
+        if args.impl == "fastsock-greenlet":
+            cls = ss.GreenletUnixStreamServer if args.unix else ss.GreenletTCPServer
+        elif args.unix:
             cls = ss.ThreadingUnixStreamServer
         elif args.impl == "fastsock-pool":
             cls = ss.ThreadPoolTCPServer
