@@ -526,3 +526,52 @@ def test_reader_outside_the_hub_blocks_normally(core):
     finally:
         b.close()
         hub.close()
+
+
+@pytest.mark.parametrize("reuse", [0, 2])
+def test_greenlets_are_reused_and_end_on_close(ss, reuse):
+    """A finished greenlet serves the next connection (at most greenlet_reuse
+    wait in between); the waiting ones end with the server."""
+    seen = []
+
+    class Handler(ss.StreamRequestHandler):
+        def handle(self):
+            seen.append(greenlet.getcurrent())
+            for line in self.rfile:
+                self.wfile.write(line)
+
+    server = make_server(ss.core, Handler, greenlet_reuse=reuse)
+    try:
+        with serving(server):
+            for rnd in range(3):        # one after the other
+                with connect(server) as c:
+                    c.sendall(b"hi %d\n" % rnd)
+                    assert recv_line(c) == b"hi %d\n" % rnd
+                    c.shutdown(socket.SHUT_WR)
+                    assert c.recv(10) == b""
+                deadline = time.monotonic() + 5
+                while server._fastsock_greenlets and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            many = [connect(server) for _ in range(5)]   # at once
+            for i, c in enumerate(many):
+                c.sendall(b"%d\n" % i)
+            for i, c in enumerate(many):
+                assert recv_line(c) == b"%d\n" % i
+            for c in many:
+                c.close()
+            deadline = time.monotonic() + 5
+            while server._fastsock_greenlets and time.monotonic() < deadline:
+                time.sleep(0.01)
+            idle = list(server._fastsock_idle)
+        if reuse:
+            assert seen[0] is seen[1] is seen[2]       # one greenlet, reused
+            assert len(idle) == reuse                  # the rest ended
+        else:
+            assert all(g.dead for g in seen)          # one per connection, ended
+            assert idle == []
+        assert len(seen) == 8
+    finally:
+        server.server_close()
+        cleanup(server)
+    assert server._fastsock_idle == []
+    assert all(g.dead for g in seen)
