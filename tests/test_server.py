@@ -956,3 +956,33 @@ def test_stream_handler_on_a_socket_like_object(ss):
     assert seen == [b"hello\n"]
     request.makefile.assert_called_once_with("rb", Handler.rbufsize)
     request.sendall.assert_called_with(b"reply\n")
+
+
+def test_core_accept_into_a_socket_subclass(core):
+    # core.accept(sock, cls): the connection is a cls instance, non-blocking
+    # from the start, with the peer address sock.accept() would give.
+    class Conn(socket.socket):
+        __slots__ = ()
+
+    with socket.socket() as lsock:
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen()
+        for cls in (None, Conn):
+            with socket.create_connection(lsock.getsockname(), timeout=10) as client:
+                conn, address = core.accept(lsock, cls)
+                with conn:
+                    assert address == client.getsockname()
+                    if cls is None:
+                        assert type(conn) is socket.socket
+                        assert conn.gettimeout() == socket.getdefaulttimeout()
+                    else:
+                        assert type(conn) is Conn
+                        assert conn.gettimeout() == 0.0
+                        with pytest.raises(BlockingIOError):
+                            conn.recv(1)        # non-blocking underneath too
+                    assert (conn.family, conn.type) == (lsock.family, lsock.type)
+                    assert not conn.get_inheritable()
+                    client.sendall(b"x")
+                    if cls is Conn:
+                        time.sleep(0.05)
+                    assert conn.recv(1) == b"x"

@@ -239,9 +239,10 @@ cdef object sockaddr_to_python(sockaddr *addr, socklen_t addrlen, bint cached=Tr
 
 
 from os import fsdecode as _fsdecode
+cdef int _SOCK_NONBLOCK = getattr(_socket_module, "SOCK_NONBLOCK", 0)
 
 
-def accept(sock):
+def accept(sock, cls=None):
     """Accept a connection on the listening socket *sock*.
 
     Returns ``(conn, address)`` exactly as ``sock.accept()`` does: *conn* is
@@ -250,10 +251,16 @@ def accept(sock):
     non-blocking mode the accept runs in C with the GIL released (EINTR
     retried per PEP 475); anything else (a socket with a timeout, an
     ``ssl.SSLSocket``, another family) goes through ``sock.accept()``.
+
+    *cls*, a ``socket.socket`` subclass: *conn* is made of that class
+    instead, in non-blocking mode (timeout 0.0) from the start -- the
+    accept and the object, no further system call.  On the
+    ``sock.accept()`` path *conn* is the plain socket that gives.
     """
     cdef sockaddr_storage storage
     cdef socklen_t addrlen
     cdef int lfd, cfd, err = 0
+    cdef bint nonblock = cls is not None
     if type(sock) is not _socket_cls:
         return sock.accept()
     timeout = sock.timeout
@@ -267,7 +274,7 @@ def accept(sock):
         addrlen = sizeof(storage)
         memset(&storage, 0, sizeof(storage))
         with nogil:
-            cfd = fs_accept_cloexec(lfd, <sockaddr *>&storage, &addrlen)
+            cfd = fs_accept_flags(lfd, <sockaddr *>&storage, &addrlen, nonblock)
             if cfd < 0:
                 err = errno
         if cfd >= 0:
@@ -276,8 +283,16 @@ def accept(sock):
             raise_errno(err)
         check_signals()
     try:
-        conn = _socket_cls(family, _sock_type_get(sock), _sock_proto_get(sock),
-                           fileno=cfd)
+        if nonblock:
+            # The type with SOCK_NONBLOCK makes the object's timeout 0.0
+            # without asking the (already non-blocking) descriptor again.
+            conn = cls(family, _sock_type_get(sock) | _SOCK_NONBLOCK, _sock_proto_get(sock),
+                       fileno=cfd)
+            if not _SOCK_NONBLOCK:
+                _socket_cls.settimeout(conn, 0.0)
+        else:
+            conn = _socket_cls(family, _sock_type_get(sock), _sock_proto_get(sock),
+                               fileno=cfd)
     except BaseException:
         close(cfd)
         raise

@@ -87,14 +87,16 @@ static void fs_waker_drain(int rfd)
         ;
 }
 
-/* accept() whose new descriptor is close-on-exec, like Python's. */
-static int fs_accept_cloexec(int fd, struct sockaddr *addr, socklen_t *len)
+/* accept() whose new descriptor is close-on-exec, like Python's, and with
+   nonblock also in non-blocking mode (O_NONBLOCK). */
+static int fs_accept_flags(int fd, struct sockaddr *addr, socklen_t *len, int nonblock)
 {
 #if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__)
-    return accept4(fd, addr, len, SOCK_CLOEXEC);
+    return accept4(fd, addr, len, SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0));
 #else
     int cfd = accept(fd, addr, len);
-    if (cfd >= 0 && fcntl(cfd, F_SETFD, FD_CLOEXEC) < 0) {
+    if (cfd >= 0 && (fcntl(cfd, F_SETFD, FD_CLOEXEC) < 0
+                     || (nonblock && fcntl(cfd, F_SETFL, fcntl(cfd, F_GETFL) | O_NONBLOCK) < 0))) {
         int saved = errno;
         close(cfd);
         errno = saved;
@@ -102,6 +104,11 @@ static int fs_accept_cloexec(int fd, struct sockaddr *addr, socklen_t *len)
     }
     return cfd;
 #endif
+}
+
+static int fs_accept_cloexec(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    return fs_accept_flags(fd, addr, len, 0);
 }
 
 /* Receive up to vlen datagrams without blocking: recvmmsg() where the

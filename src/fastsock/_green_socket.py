@@ -55,6 +55,19 @@ class GreenSocket(socket.socket):
         _settimeout(self, 0.0)
         return self
 
+    def _fastsock_attached(self):
+        try:
+            self._fastsock_hub
+        except AttributeError:
+            return False
+        return True
+
+    def _fastsock_attach(self, hub, timeout):
+        # A GreenSocket made by core.accept(sock, GreenSocket) (already
+        # non-blocking underneath): join *hub*, with the user's *timeout*.
+        self._fastsock_hub = hub
+        self._fastsock_timeout = timeout
+
     # -- the user's view of the timeout --------------------------------------
 
     def gettimeout(self):

@@ -96,8 +96,14 @@ class GreenletMixIn:
             vars(self)["_fastsock_idle"] = []
         return hub
 
+    # get_request() accepts straight into a non-blocking GreenSocket.
+    _fastsock_conn_class = GreenSocket
+
     def _green_socket(self, request):
         if type(request) is GreenSocket:
+            if not request._fastsock_attached():
+                # Fresh from accept(): the timeout socket.accept() gives.
+                request._fastsock_attach(self._green_hub(), socket.getdefaulttimeout())
             return request
         if type(request) is not socket.socket:
             raise TypeError("a greenlet server needs socket.socket requests, not %s"

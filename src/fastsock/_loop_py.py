@@ -124,12 +124,23 @@ def wait_readable(fd, wakeup_fd=-1, timeout=None):
     return result
 
 
-def accept(sock):
+def accept(sock, cls=None):
     """Accept a connection on the listening socket *sock*.
 
-    Returns ``(conn, address)`` exactly as ``sock.accept()`` does.
+    Returns ``(conn, address)`` exactly as ``sock.accept()`` does.  *cls*, a
+    ``socket.socket`` subclass: *conn* is made of that class instead, in
+    non-blocking mode (timeout 0.0).
     """
-    return sock.accept()
+    if cls is None or type(sock) is not socket.socket:
+        return sock.accept()
+    fd, address = sock._accept()
+    try:
+        conn = cls(sock.family, sock.type, sock.proto, fileno=fd)
+        socket.socket.settimeout(conn, 0.0)
+    except BaseException:
+        socket.close(fd)
+        raise
+    return conn, address
 
 
 def recvfrom(sock, bufsize):

@@ -426,7 +426,7 @@ class TCPServer(BaseServer):
         is re-raised, so _handle_request_noblock() ignores it as before.
         """
         try:
-            request = self._core.accept(self.socket)
+            request = self._core.accept(self.socket, self._fastsock_conn_class)
         except OSError as exc:
             if exc.errno in _ACCEPT_RESOURCE_ERRNOS:
                 self._accept_backoff(exc)
@@ -437,6 +437,9 @@ class TCPServer(BaseServer):
         return request
 
     __backoff = 0.0
+    #: the socket.socket subclass get_request() builds connections of, in
+    #: non-blocking mode (see core.accept); None: plain sockets, as accept()
+    _fastsock_conn_class = None
 
     def _accept_backoff(self, exc):
         if not self.__backoff:
