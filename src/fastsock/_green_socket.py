@@ -112,47 +112,31 @@ class GreenSocket(socket.socket):
         if not self._fastsock_hub.wait(self.fileno(), write, deadline):
             raise TimeoutError("timed out")
 
-    def recv(self, bufsize, flags=0):
+    def _fastsock_io(self, call, write, flags, *args):
+        # call(self, *args) (the base class's recv/recv_into/send), waiting
+        # in the hub while it would block, under the socket's timeout; a
+        # non-blocking socket (or MSG_DONTWAIT) raises BlockingIOError.
         try:
-            return _recv(self, bufsize, flags)
+            return call(self, *args)
         except BlockingIOError:
             deadline = self._fastsock_deadline()
             if deadline is None or flags & _MSG_DONTWAIT:
                 raise
         while True:
-            self._fastsock_wait(False, deadline)
+            self._fastsock_wait(write, deadline)
             try:
-                return _recv(self, bufsize, flags)
+                return call(self, *args)
             except BlockingIOError:
                 pass
+
+    def recv(self, bufsize, flags=0):
+        return self._fastsock_io(_recv, False, flags, bufsize, flags)
 
     def recv_into(self, buffer, nbytes=0, flags=0):
-        try:
-            return _recv_into(self, buffer, nbytes, flags)
-        except BlockingIOError:
-            deadline = self._fastsock_deadline()
-            if deadline is None or flags & _MSG_DONTWAIT:
-                raise
-        while True:
-            self._fastsock_wait(False, deadline)
-            try:
-                return _recv_into(self, buffer, nbytes, flags)
-            except BlockingIOError:
-                pass
+        return self._fastsock_io(_recv_into, False, flags, buffer, nbytes, flags)
 
     def send(self, data, flags=0):
-        try:
-            return _send(self, data, flags)
-        except BlockingIOError:
-            deadline = self._fastsock_deadline()
-            if deadline is None or flags & _MSG_DONTWAIT:
-                raise
-        while True:
-            self._fastsock_wait(True, deadline)
-            try:
-                return _send(self, data, flags)
-            except BlockingIOError:
-                pass
+        return self._fastsock_io(_send, True, flags, data, flags)
 
     def sendall(self, data, flags=0):
         # One deadline for the whole call, as socket.sendall().

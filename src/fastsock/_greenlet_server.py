@@ -160,29 +160,15 @@ class GreenletMixIn:
     def _green_accept(self):
         # Accept until the backlog is empty (at most accept_batch): the
         # body of _handle_request_noblock(), stopping at EAGAIN.
-        counters = self._fastsock_counters
         for _ in range(self.accept_batch):
             try:
                 request, client_address = self.get_request()
             except BlockingIOError:
                 return
             except OSError:
-                counters.accept_error()
+                self._fastsock_counters.accept_error()
                 return
-            counters.accept()
-            if self.verify_request(request, client_address):
-                try:
-                    self.process_request(request, client_address)
-                except Exception:
-                    self._fastsock_count_error()
-                    self.handle_error(request, client_address)
-                    self.shutdown_request(request)
-                except:
-                    self.shutdown_request(request)
-                    raise
-            else:
-                counters.reject_verify()
-                self.shutdown_request(request)
+            self._fastsock_dispatch(request, client_address)
 
     # -- serving ---------------------------------------------------------------
 
@@ -269,21 +255,7 @@ class GreenletMixIn:
                 return
             finally:
                 sock.settimeout(saved)
-            self._fastsock_counters.accept()
-            if not self.verify_request(request, client_address):
-                self._fastsock_counters.reject_verify()
-                self.shutdown_request(request)
-                return
-            try:
-                self.process_request(request, client_address)
-            except Exception:
-                self._fastsock_count_error()
-                self.handle_error(request, client_address)
-                self.shutdown_request(request)
-                return
-            except:
-                self.shutdown_request(request)
-                raise
+            self._fastsock_dispatch(request, client_address)
             mine = self._fastsock_greenlets - before
             while mine & self._fastsock_greenlets:
                 hub.poll(-1, -1, None, True)

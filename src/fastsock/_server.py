@@ -235,12 +235,18 @@ class BaseServer:
         The caller has seen the socket readable, but get_request() may still
         block or fail; OSError from it is ignored.
         """
-        counters = self._fastsock_counters
         try:
             request, client_address = self.get_request()
         except OSError:
-            counters.accept_error()
+            self._fastsock_counters.accept_error()
             return
+        self._fastsock_dispatch(request, client_address)
+
+    def _fastsock_dispatch(self, request, client_address):
+        # A request get_request() has returned: verify, process, report --
+        # the rest of _handle_request_noblock() (the greenlet servers' loop
+        # shares it).
+        counters = self._fastsock_counters
         counters.accept()
         if self.verify_request(request, client_address):
             try:
@@ -612,14 +618,18 @@ class UDPServer(TCPServer):
         """
         if not self.__plain:
             return super()._handle_request_noblock()
-        counters = self._fastsock_counters
         try:
             request, client_address = self.get_request()
         except OSError:
-            counters.accept_error()
+            self._fastsock_counters.accept_error()
             return
-        # The same counts as the long path (accepted, active, completed,
-        # errors), in two updates instead of three.
+        self.__run(request, client_address)
+
+    def __run(self, request, client_address):
+        # The handler for one datagram, with the same counts as the long
+        # path (accepted, active, completed, errors) in two updates instead
+        # of three, and handle_error() if it raises.
+        counters = self._fastsock_counters
         counters.accept_begin()
         try:
             self.RequestHandlerClass(request, client_address, self)
@@ -641,6 +651,8 @@ class UDPServer(TCPServer):
         while pending and self.__pending is pending:
             data, client_address = pending.popleft()
             request = (data, self.socket)
+            # __run(request, client_address), inlined: the call costs ~740
+            # of ~18,700 user-space instructions per echoed datagram.
             counters.accept_begin()
             try:
                 self.RequestHandlerClass(request, client_address, self)
