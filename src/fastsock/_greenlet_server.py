@@ -10,7 +10,7 @@ import socket
 from time import monotonic
 
 from ._green_socket import GreenSocket
-from ._server import TCPServer
+from ._server import TCPServer, ThreadingMixIn
 
 __all__ = ["GreenletMixIn", "GreenletTCPServer"]
 
@@ -144,13 +144,9 @@ class GreenletMixIn:
         """Run one request in its greenlet (as process_request_thread)."""
         fd = request.fileno()
         try:
-            try:
-                self.finish_request(request, client_address)
-            except Exception:
-                self._fastsock_count_error()
-                self.handle_error(request, client_address)
-            finally:
-                self.shutdown_request(request)
+            # finish_request(), handle_error() on an exception, then
+            # shutdown_request(): what a ThreadingMixIn thread runs.
+            ThreadingMixIn.process_request_thread(self, request, client_address)
         finally:
             hub = vars(self).get("_fastsock_hub")
             if hub is not None:
