@@ -986,3 +986,10 @@ def test_core_accept_into_a_socket_subclass(core):
                     if cls is Conn:
                         time.sleep(0.05)
                     assert conn.recv(1) == b"x"
+        # A listening socket with a timeout: what sock.accept() gives, on
+        # both cores (the greenlet servers adopt such a socket themselves).
+        lsock.settimeout(5)
+        with socket.create_connection(lsock.getsockname(), timeout=10):
+            conn, address = core.accept(lsock, Conn)
+            with conn:
+                assert type(conn) is socket.socket

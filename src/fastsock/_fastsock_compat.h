@@ -106,11 +106,6 @@ static int fs_accept_flags(int fd, struct sockaddr *addr, socklen_t *len, int no
 #endif
 }
 
-static int fs_accept_cloexec(int fd, struct sockaddr *addr, socklen_t *len)
-{
-    return fs_accept_flags(fd, addr, len, 0);
-}
-
 /* Receive up to vlen datagrams without blocking: recvmmsg() where the
    platform has it, else a loop of recvfrom().  Each datagram lands in
    buf + i * size (truncated to size), its length in lens[i], its source in

@@ -129,9 +129,11 @@ def accept(sock, cls=None):
 
     Returns ``(conn, address)`` exactly as ``sock.accept()`` does.  *cls*, a
     ``socket.socket`` subclass: *conn* is made of that class instead, in
-    non-blocking mode (timeout 0.0).
+    non-blocking mode (timeout 0.0) -- for a plain listening socket in
+    blocking or non-blocking mode, as in the compiled core; otherwise *conn*
+    is what ``sock.accept()`` gives.
     """
-    if cls is None or type(sock) is not socket.socket:
+    if cls is None or type(sock) is not socket.socket or sock.gettimeout() not in (None, 0.0):
         return sock.accept()
     fd, address = sock._accept()
     try:

@@ -89,7 +89,6 @@ cdef extern from "_fastsock_compat.h" nogil:
     int fs_waker_open(int *rfd, int *wfd)
     int fs_waker_post(int wfd)
     void fs_waker_drain(int rfd)
-    int fs_accept_cloexec(int fd, sockaddr *addr, socklen_t *len)
     int fs_accept_flags(int fd, sockaddr *addr, socklen_t *len, int nonblock)
     int fs_recv_batch(int fd, char *buf, size_t size, unsigned int vlen,
                       sockaddr_storage *addrs, socklen_t *addrlens, size_t *lens)
