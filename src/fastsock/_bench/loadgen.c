@@ -14,10 +14,14 @@
  *   short   N concurrent slots; each connects, sends one line, reads and
  *           verifies the echo, closes, and starts again.  Latency counts from
  *           the start of connect() to the last byte of the echo.
- *   udp     N connected UDP sockets, one datagram in flight on each; the
- *           datagram is a line starting with the 16-hex-digit sequence number,
- *           the echo must be byte-identical.  A datagram with no answer within
- *           --timeout counts as lost (an error) and the slot moves on.
+ *   udp     N connected UDP sockets, --depth D datagrams in flight on each
+ *           (default 1); the datagram is a line starting with its
+ *           16-hex-digit sequence number, the echo must be byte-identical and
+ *           may come back in any order.  A datagram with no answer within
+ *           --timeout counts as lost (an error) and its slot moves on.
+ *           Replies are read with recvmmsg(); their successors go out in one
+ *           UDP_SEGMENT (GSO) send per socket and wake-up where the kernel
+ *           has it, else one sendmmsg().
  *   stream  like echo, with 1 KiB lines and 64 in flight per connection by
  *           default; reported as MiB/s of verified echo.
  *
@@ -35,6 +39,10 @@
  * With --server-pid the client samples utime+stime of that process from
  * /proc/PID/stat at both ends of the measured window, so server CPU per
  * operation is measured over exactly the window the operations are counted in.
+ * With --cpu N it also samples CPU N's busy share from /proc/stat over the
+ * window ("client_core_busy_pct", interrupt and softirq time included): below
+ * 100%, the client's core had time to spare, so the client was not what
+ * limited the rate.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -42,6 +50,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <netinet/udp.h>
 #include <sched.h>
 #include <sys/prctl.h>
 #include <signal.h>
@@ -244,8 +253,11 @@ struct conn {
     uint32_t recv_off;          /* bytes of it received so far */
     unsigned char *sbuf;        /* queued, not yet written bytes */
     size_t slen, soff;
-    uint64_t *ts;               /* send time of the lines in flight (ring) */
-    uint64_t op_start;          /* short: connect start; udp: send time */
+    uint64_t *ts;               /* send time of the lines in flight (ring);
+                                   udp: of each slot's datagram, 0 = none */
+    uint64_t *useq;             /* udp: each slot's datagram in flight */
+    int inflight;               /* udp: slots with a datagram in flight */
+    uint64_t op_start;          /* short: connect start */
     uint64_t last_progress;
     uint64_t retry_at;
     int ever_connected;
@@ -385,6 +397,7 @@ static int top_up(struct conn *c)
 }
 
 static void start_connect(struct conn *c);
+static void udp_start(struct conn *c);
 
 static void on_connected(struct conn *c)
 {
@@ -464,6 +477,7 @@ static void start_connect(struct conn *c)
                 S.established++;
             }
             ep_set(c, EPOLLIN);
+            udp_start(c);
             return;
         }
         on_connected(c);
@@ -599,92 +613,235 @@ static void on_stream_event(struct conn *c, uint32_t ev)
 
 /* ----------------------------------------------------------------- udp */
 
-static size_t udp_fill(struct conn *c, unsigned char *dst)
+/* UDP: each socket keeps --depth datagrams in flight, one per slot.  Slot j
+ * of a socket carries the sequence numbers j, j+D, j+2D, ... (D = depth), so a
+ * reply names its slot (seq % D) and replies may come back in any order.  The
+ * datagram is the 16-hex-digit sequence number, then pattern bytes, then
+ * '\n'; the expected echo is regenerated from the sequence number.  Replies
+ * are read with recvmmsg() and the datagrams that replace them are sent with
+ * one sendmmsg() per socket and wake-up: with several datagrams in flight per
+ * socket, the client's system calls per datagram fall well below one. */
+
+#define UDP_BATCH 64
+
+static const char hexdig[] = "0123456789abcdef";
+static struct mmsghdr g_smsg[UDP_BATCH], g_rmsg[UDP_BATCH];
+static struct iovec g_siov[UDP_BATCH], g_riov[UDP_BATCH];
+static unsigned char *g_usbuf, *g_urbuf;    /* UDP_BATCH datagrams each */
+static int g_npend;                         /* datagrams queued in g_smsg */
+
+/* Datagram `seq` of socket c: 16 hex digits, pattern bytes, '\n'. */
+static void udp_fill(const struct conn *c, uint64_t seq, unsigned char *dst)
 {
     uint32_t sz = O.size;
-    char hdr[UDP_HDR + 1];
-    snprintf(hdr, sizeof hdr, "%016llx", (unsigned long long)c->send_seq);
-    memcpy(dst, hdr, UDP_HDR);
-    memcpy(dst + UDP_HDR, g_pat + line_off(c->id, c->send_seq), sz - UDP_HDR - 1);
+    uint64_t v = seq;
+    for (int i = UDP_HDR - 1; i >= 0; i--) {
+        dst[i] = (unsigned char)hexdig[v & 15];
+        v >>= 4;
+    }
+    memcpy(dst + UDP_HDR, g_pat + line_off(c->id, seq), sz - UDP_HDR - 1);
     dst[sz - 1] = '\n';
-    return sz;
 }
 
-static void udp_send(struct conn *c)
+/* The sequence number in a reply's header; -1 unless 16 lower-case hex
+ * digits (so a valid header is exactly the one udp_fill wrote). */
+static int64_t udp_seq(const unsigned char *p)
 {
-    if (!issuing()) {
-        c->op_start = 0;
+    uint64_t v = 0;
+    for (int i = 0; i < UDP_HDR; i++) {
+        unsigned char ch = p[i];
+        unsigned d;
+        if (ch >= '0' && ch <= '9') d = (unsigned)(ch - '0');
+        else if (ch >= 'a' && ch <= 'f') d = (unsigned)(ch - 'a' + 10);
+        else return -1;
+        v = (v << 4) | d;
+    }
+    return v > (uint64_t)INT64_MAX ? -1 : (int64_t)v;
+}
+
+/* UDP generic segmentation offload: one sendmsg() with UDP_SEGMENT hands the
+ * kernel n equal-sized datagrams as one buffer; it goes through the IP stack
+ * and loopback as one packet and is cut into n datagrams when it is
+ * delivered to the server's socket (which receives n ordinary datagrams,
+ * queued at once, as with n back-to-back sends).  It takes the client's cost
+ * per datagram down to a fraction: without it, the loopback send path (run on
+ * the client's core, including the delivery into the server's socket) is
+ * most of the client's CPU and the client the limit on UDP echo.  Used when
+ * the kernel has it; else sendmmsg(). */
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#define GSO_MAX_SEGS 64
+#define GSO_MAX_BYTES 60000
+static int g_gso = 1;
+
+static int gso_sendto(int fd, unsigned char *buf, int n, uint32_t size,
+                      void *addr, socklen_t alen)
+{
+    union { char b[CMSG_SPACE(sizeof(uint16_t))]; struct cmsghdr align; } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = {.iov_base = buf, .iov_len = (size_t)n * size};
+    struct msghdr mh = {.msg_name = addr, .msg_namelen = alen,
+                        .msg_iov = &iov, .msg_iovlen = 1,
+                        .msg_control = ctl.b, .msg_controllen = sizeof ctl.b};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_UDP;
+    cm->cmsg_type = UDP_SEGMENT;
+    cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    uint16_t seg = (uint16_t)size;
+    memcpy(CMSG_DATA(cm), &seg, sizeof seg);
+    ssize_t r;
+    do
+        r = sendmsg(fd, &mh, 0);
+    while (r < 0 && errno == EINTR);
+    return r < 0 ? -1 : 0;
+}
+
+/* Send the queued datagrams of c.  A datagram the kernel would not take
+ * (EAGAIN, ENOBUFS) is lost: its slot times out and moves on. */
+static void udp_flush(struct conn *c)
+{
+    int off = 0, n = g_npend;
+    g_npend = 0;
+    /* the queued datagrams sit back to back in g_usbuf */
+    while (g_gso && off < n && n - off > 1) {
+        int k = n - off;
+        if (k > GSO_MAX_SEGS) k = GSO_MAX_SEGS;
+        if ((size_t)k * O.size > GSO_MAX_BYTES) k = (int)(GSO_MAX_BYTES / O.size);
+        if (k < 2)
+            break;
+        if (gso_sendto(c->fd, g_usbuf + (size_t)off * O.size, k, O.size, NULL, 0) == 0) {
+            off += k;
+            continue;
+        }
+        if (errno == EINVAL || errno == EOPNOTSUPP || errno == ENOPROTOOPT || errno == EIO) {
+            g_gso = 0;              /* no GSO here: sendmmsg from now on */
+            break;
+        }
+        goto failed;
+    }
+    while (off < n) {
+        int r = sendmmsg(c->fd, g_smsg + off, (unsigned)(n - off), 0);
+        if (r > 0) {
+            off += r;
+            continue;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        goto failed;
+    }
+    return;
+failed:
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
         return;
+    if (errno == ECONNREFUSED)
+        S.connect_failures++;
+    else
+        S.other++;
+    conn_backoff(c, 10000000ull);
+}
+
+/* Put the next datagram of slot j in flight (or retire the slot once the
+ * run stops issuing). */
+static void udp_issue(struct conn *c, int j)
+{
+    if (!issuing())
+        return;
+    c->ts[j] = g_now;
+    c->inflight++;
+    unsigned char *dst = g_usbuf + (size_t)g_npend * O.size;
+    udp_fill(c, c->useq[j], dst);
+    g_siov[g_npend].iov_base = dst;
+    g_siov[g_npend].iov_len = O.size;
+    g_npend++;
+    if (g_npend == UDP_BATCH)
+        udp_flush(c);
+}
+
+/* A slot's datagram is answered or given up on: on to its next number. */
+static void udp_next(struct conn *c, int j)
+{
+    c->ts[j] = 0;
+    c->inflight--;
+    c->useq[j] += (uint64_t)O.depth;
+}
+
+/* A (re)connected socket: every slot starts afresh. */
+static void udp_start(struct conn *c)
+{
+    c->inflight = 0;
+    for (int j = 0; j < O.depth; j++) {
+        c->ts[j] = 0;
+        c->useq[j] = (uint64_t)j;
     }
-    size_t len = udp_fill(c, c->sbuf);
-    c->op_start = g_now;
-    c->last_progress = g_now;
-    ssize_t n = send(c->fd, c->sbuf, len, 0);
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-        errno != ENOBUFS) {
-        if (errno == ECONNREFUSED)
-            S.connect_failures++;
-        else
-            S.other++;
-        conn_backoff(c, 10000000ull);
-    }
-    /* on EAGAIN/ENOBUFS the datagram is lost; the timeout resends */
+    for (int j = 0; j < O.depth && c->state == ST_OPEN; j++)
+        udp_issue(c, j);
+    if (g_npend && c->state == ST_OPEN)
+        udp_flush(c);
+    g_npend = 0;
 }
 
 static void on_udp_event(struct conn *c)
 {
+    int D = O.depth;
     for (;;) {
-        ssize_t n = recv(c->fd, g_rbuf, RBUF_LEN, 0);
-        if (n < 0) {
+        for (int k = 0; k < UDP_BATCH; k++)
+            g_rmsg[k].msg_hdr.msg_flags = 0;
+        int r = recvmmsg(c->fd, g_rmsg, UDP_BATCH, 0, NULL);
+        if (r < 0) {
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            if (errno == ECONNREFUSED) {
+                break;
+            if (errno == ECONNREFUSED)
                 S.connect_failures++;
-                conn_backoff(c, 10000000ull);
-                return;
-            }
-            S.other++;
+            else
+                S.other++;
             conn_backoff(c, 10000000ull);
+            g_npend = 0;
             return;
         }
-        if ((size_t)n < UDP_HDR) {
-            S.mismatch++;
-            continue;
+        for (int k = 0; k < r; k++) {
+            const unsigned char *p = g_riov[k].iov_base;
+            size_t n = g_rmsg[k].msg_len;
+            int64_t seq = n >= UDP_HDR ? udp_seq(p) : -1;
+            if (seq < 0 || (g_rmsg[k].msg_hdr.msg_flags & MSG_TRUNC)) {
+                S.mismatch++;
+                continue;
+            }
+            int j = (int)((uint64_t)seq % (uint64_t)D);
+            if (c->ts[j] == 0 || (uint64_t)seq < c->useq[j]) {
+                S.udp_stale++;          /* answer to a datagram given up on */
+                continue;
+            }
+            if ((uint64_t)seq != c->useq[j] || n != O.size || p[n - 1] != '\n' ||
+                memcmp(p + UDP_HDR, g_pat + line_off(c->id, (uint64_t)seq),
+                       n - UDP_HDR - 1) != 0) {
+                S.mismatch++;           /* the slot times out and moves on */
+                continue;
+            }
+            S.verified += n;
+            if (measuring()) {
+                h_add(&S.lat, g_now - c->ts[j]);
+                S.ops++;
+                S.bytes += n;
+            }
+            c->replied = 1;
+            c->last_progress = g_now;
+            udp_next(c, j);
+            udp_issue(c, j);
+            if (c->state != ST_OPEN) {
+                g_npend = 0;
+                return;
+            }
         }
-        char hdr[UDP_HDR + 1];
-        memcpy(hdr, g_rbuf, UDP_HDR);
-        hdr[UDP_HDR] = 0;
-        char *end;
-        unsigned long long seq = strtoull(hdr, &end, 16);
-        if (*end != 0) {
-            S.mismatch++;
-            continue;
-        }
-        if (c->op_start == 0 || seq < c->send_seq) {
-            S.udp_stale++;          /* answer to a datagram given up on */
-            continue;
-        }
-        unsigned char *want = c->sbuf;
-        if (seq != c->send_seq || (size_t)n != O.size || memcmp(g_rbuf, want, O.size) != 0) {
-            S.mismatch++;
-            continue;
-        }
-        S.verified += (uint64_t)n;
-        if (measuring()) {
-            h_add(&S.lat, g_now - c->op_start);
-            S.ops++;
-            S.bytes += (uint64_t)n;
-        }
-        c->send_seq++;
-        c->recv_seq = c->send_seq;
-        udp_send(c);
-        /* One datagram in flight: its answer cannot be queued yet, so no
-         * recv() that would only say EAGAIN (the epoll set is
-         * level-triggered: anything that did arrive is reported again). */
-        return;
+        /* A short batch means the queue is empty: no recvmmsg() that could
+         * only say EAGAIN (the epoll set is level-triggered). */
+        if (r < UDP_BATCH)
+            break;
     }
+    if (g_npend)
+        udp_flush(c);
 }
 
 /* --------------------------------------------------------- bookkeeping */
@@ -693,7 +850,7 @@ static int outstanding(const struct conn *c)
 {
     switch (O.mode) {
     case M_UDP:
-        return c->state == ST_OPEN && c->op_start != 0;
+        return c->state == ST_OPEN && c->inflight > 0;
     case M_SHORT:
         return c->state == ST_CONNECTING || c->state == ST_OPEN;
     default:
@@ -712,23 +869,32 @@ static void check_timers(void)
                 start_connect(c);
             continue;
         }
+        if (O.mode == M_UDP) {
+            /* each slot on its own: the others may well be answered */
+            for (int j = 0; j < O.depth && c->state == ST_OPEN; j++) {
+                if (c->ts[j] && g_now - c->ts[j] >= tmo) {
+                    S.udp_lost++;
+                    udp_next(c, j);
+                    udp_issue(c, j);
+                }
+            }
+            if (g_npend && c->state == ST_OPEN)
+                udp_flush(c);
+            g_npend = 0;
+            continue;
+        }
         if (!outstanding(c) || g_now - c->last_progress < tmo)
             continue;
         if (c->state == ST_CONNECTING) {
             S.connect_failures++;
             conn_backoff(c, 0);
-        } else if (O.mode != M_UDP && !c->replied) {
+        } else if (!c->replied) {
             /* The client's connect() completed but the server never answered:
                almost always a full accept queue (listen backlog) dropping the
                handshake's last ACK.  A connect problem, not a data error. */
             S.connect_failures++;
             S.stalled++;
             conn_backoff(c, 0);
-        } else if (O.mode == M_UDP) {
-            S.udp_lost++;
-            c->send_seq++;
-            c->recv_seq = c->send_seq;
-            udp_send(c);
         } else {
             conn_fail(c, &S.timeouts);
         }
@@ -806,6 +972,35 @@ static long long proc_ticks(int pid)
     return (long long)(ut + st);
 }
 
+/* Busy and total jiffies of one CPU from /proc/stat (busy: everything but
+ * idle and iowait, so interrupt and softirq work is in it, which on loopback
+ * is much of the network stack's work); 0 on success. */
+static int core_ticks(int cpu, unsigned long long *busy, unsigned long long *total)
+{
+    if (cpu < 0)
+        return -1;
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f)
+        return -1;
+    char line[512], want[32];
+    int wl = snprintf(want, sizeof want, "cpu%d ", cpu);
+    int rc = -1;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, want, (size_t)wl) != 0)
+            continue;
+        unsigned long long v[8] = {0};
+        if (sscanf(line + wl, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1],
+                   &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) >= 4) {
+            *total = v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
+            *busy = *total - v[3] - v[4];
+            rc = 0;
+        }
+        break;
+    }
+    fclose(f);
+    return rc;
+}
+
 static double self_cpu_s(void)
 {
     struct rusage ru;
@@ -869,7 +1064,7 @@ static int run_client(int argc, char **argv)
     if (O.burst < 1) die("--connect-burst must be >= 1");
     if (O.conns < 1 || O.conns > 60000) die("--conns out of range");
     if (O.depth < 1 || O.depth > 4096) die("--depth out of range");
-    if (O.mode == M_SHORT || O.mode == M_UDP) O.depth = 1;
+    if (O.mode == M_SHORT) O.depth = 1;
     uint32_t min_size = O.mode == M_UDP ? UDP_HDR + 2 : 2;
     if (O.size < min_size || O.size > MAX_SIZE) die("--size out of range");
     if (O.mode == M_UDP && O.unix_path) die("udp mode is AF_INET/AF_INET6 only");
@@ -894,6 +1089,21 @@ static int run_client(int argc, char **argv)
     }
 
     g_rbuf = malloc(RBUF_LEN);
+    if (O.mode == M_UDP) {
+        /* recvmmsg/sendmmsg vectors: one datagram per entry; a reply longer
+         * than --size is caught by MSG_TRUNC (or its length) */
+        g_usbuf = malloc((size_t)UDP_BATCH * O.size);
+        g_urbuf = malloc((size_t)UDP_BATCH * (O.size + 1));
+        if (!g_usbuf || !g_urbuf) die("out of memory");
+        for (int k = 0; k < UDP_BATCH; k++) {
+            g_smsg[k].msg_hdr.msg_iov = &g_siov[k];
+            g_smsg[k].msg_hdr.msg_iovlen = 1;
+            g_riov[k].iov_base = g_urbuf + (size_t)k * (O.size + 1);
+            g_riov[k].iov_len = O.size + 1;
+            g_rmsg[k].msg_hdr.msg_iov = &g_riov[k];
+            g_rmsg[k].msg_hdr.msg_iovlen = 1;
+        }
+    }
     C = calloc((size_t)O.conns, sizeof *C);
     if (!g_rbuf || !C) die("out of memory");
     g_ep = epoll_create1(EPOLL_CLOEXEC);
@@ -907,7 +1117,8 @@ static int run_client(int argc, char **argv)
         c->fd = -1;
         c->sbuf = malloc((size_t)O.depth * O.size + 1);
         c->ts = calloc((size_t)O.depth, sizeof *c->ts);
-        if (!c->sbuf || !c->ts) die("out of memory");
+        c->useq = calloc((size_t)O.depth, sizeof *c->useq);
+        if (!c->sbuf || !c->ts || !c->useq) die("out of memory");
     }
 
     int persistent = O.mode == M_ECHO || O.mode == M_STREAM;
@@ -919,6 +1130,8 @@ static int run_client(int argc, char **argv)
     if (!persistent)
         warm_end = t_start + (uint64_t)(O.warmup * 1e9);
     long long ticks0 = -1, ticks1 = -1;
+    unsigned long long cb0 = 0, ct0 = 0, cb1 = 0, ct1 = 0;
+    int core_ok = 0;
     double cpu0 = 0, cpu1 = 0;
     int interrupted = 0, drained = 0;
 
@@ -928,8 +1141,6 @@ static int run_client(int argc, char **argv)
         for (int i = 0; i < O.conns; i++) {
             C[i].started = 1;
             start_connect(&C[i]);
-            if (O.mode == M_UDP && C[i].state == ST_OPEN)
-                udp_send(&C[i]);
         }
     }
 
@@ -943,6 +1154,7 @@ static int run_client(int argc, char **argv)
                 measure_end = g_now;
                 ticks1 = proc_ticks(O.server_pid);
                 cpu1 = self_cpu_s();
+                core_ok = core_ok && core_ticks(O.cpu, &cb1, &ct1) == 0 && ct1 > ct0;
             }
             g_phase = PH_DONE;
             break;
@@ -966,6 +1178,7 @@ static int run_client(int argc, char **argv)
                 measure_start = g_now;
                 ticks0 = proc_ticks(O.server_pid);
                 cpu0 = self_cpu_s();
+                core_ok = core_ticks(O.cpu, &cb0, &ct0) == 0;
             }
             break;
         case PH_MEASURE:
@@ -973,6 +1186,7 @@ static int run_client(int argc, char **argv)
                 measure_end = g_now;
                 ticks1 = proc_ticks(O.server_pid);
                 cpu1 = self_cpu_s();
+                core_ok = core_ok && core_ticks(O.cpu, &cb1, &ct1) == 0 && ct1 > ct0;
                 g_phase = PH_DRAIN;
                 double d = O.timeout < 2 ? O.timeout : 2;
                 drain_deadline = g_now + (uint64_t)(d * 1e9);
@@ -1067,6 +1281,10 @@ static int run_client(int argc, char **argv)
     else
         printf("\"server_pid\": %d, \"server_cpu_s\": null, \"server_cpu_pct\": null, "
                "\"server_cpu_us_per_op\": null, ", O.server_pid);
+    if (core_ok)
+        printf("\"client_core_busy_pct\": %.2f, ", 100.0 * (double)(cb1 - cb0) / (double)(ct1 - ct0));
+    else
+        printf("\"client_core_busy_pct\": null, ");
     printf("\"client_cpu_pct\": %.2f, \"clk_tck\": %ld, \"cpu\": %d}\n",
            secs > 0 ? 100 * (cpu1 - cpu0) / secs : 0.0, clk, O.cpu);
     fflush(stdout);
@@ -1122,19 +1340,69 @@ static int run_server(int argc, char **argv)
 
     if (udp) {
         printf("READY {\"host\": \"%s\", \"port\": %d, \"impl\": \"c-echo\", "
-               "\"server\": \"loadgen serve --udp (blocking recvfrom/sendto)\"}\n",
+               "\"server\": \"loadgen serve --udp (recvmmsg/sendmmsg)\"}\n",
                host, bport);
         fflush(stdout);
-        unsigned char *buf = malloc(65536);
+        /* Block for the first datagram, take whatever else is queued (up to
+         * 64), echo them to their senders. */
+        static struct mmsghdr msgs[64];
+        static struct iovec iov[64];
+        static struct sockaddr_storage from[64];
+        unsigned char *buf = malloc((size_t)64 * 65536);
+        unsigned char *stage = malloc(GSO_MAX_BYTES);
+        int gso = 1;
+        if (!buf || !stage) die("out of memory");
+        for (int k = 0; k < 64; k++) {
+            iov[k].iov_base = buf + (size_t)k * 65536;
+            msgs[k].msg_hdr.msg_iov = &iov[k];
+            msgs[k].msg_hdr.msg_iovlen = 1;
+            msgs[k].msg_hdr.msg_name = &from[k];
+        }
         for (;;) {
-            struct sockaddr_storage from;
-            socklen_t flen = sizeof from;
-            ssize_t n = recvfrom(ls, buf, 65536, 0, (struct sockaddr *)&from, &flen);
+            for (int k = 0; k < 64; k++) {
+                iov[k].iov_len = 65536;
+                msgs[k].msg_hdr.msg_namelen = sizeof from[k];
+            }
+            int n = recvmmsg(ls, msgs, 64, MSG_WAITFORONE, NULL);
             if (n < 0) {
                 if (errno == EINTR) continue;
-                die_errno("recvfrom");
+                die_errno("recvmmsg");
             }
-            sendto(ls, buf, (size_t)n, 0, (struct sockaddr *)&from, flen);
+            for (int k = 0; k < n; k++)
+                iov[k].iov_len = msgs[k].msg_len;
+            /* A run of equal-sized datagrams from one peer goes back as one
+             * GSO send (see the client's udp_flush); the rest with sendmmsg. */
+            int k = 0;
+            while (k < n) {
+                int e = k + 1;
+                while (gso && e < n && e - k < GSO_MAX_SEGS &&
+                       (size_t)(e - k + 1) * iov[k].iov_len <= GSO_MAX_BYTES &&
+                       iov[e].iov_len == iov[k].iov_len &&
+                       msgs[e].msg_hdr.msg_namelen == msgs[k].msg_hdr.msg_namelen &&
+                       !memcmp(&from[e], &from[k], msgs[k].msg_hdr.msg_namelen))
+                    e++;
+                if (e - k > 1) {
+                    size_t len = iov[k].iov_len;
+                    for (int q = k; q < e; q++)
+                        memcpy(stage + (size_t)(q - k) * len, iov[q].iov_base, len);
+                    if (gso_sendto(ls, stage, e - k, (uint32_t)len, &from[k],
+                                   msgs[k].msg_hdr.msg_namelen) == 0) {
+                        k = e;
+                        continue;
+                    }
+                    if (errno == EINVAL || errno == EOPNOTSUPP || errno == ENOPROTOOPT ||
+                            errno == EIO)
+                        gso = 0;
+                    else {
+                        k = e;          /* dropped, as a refused sendto would be */
+                        continue;
+                    }
+                }
+                int w = sendmmsg(ls, msgs + k, 1, 0);
+                if (w < 0 && errno == EINTR)
+                    continue;
+                k++;
+            }
         }
     }
 

@@ -44,8 +44,8 @@ def self_cpu():
 
 class Conn:
     __slots__ = ("id", "sock", "state", "send_seq", "recv_seq", "inbuf", "out", "ts",
-                 "op_start", "last_progress", "retry_at", "ever", "want", "pending",
-                 "replied", "started")
+                 "op_start", "last_progress", "retry_at", "ever", "want", "useq",
+                 "uts", "replied", "started")
 
     def __init__(self, cid):
         self.id = cid
@@ -56,6 +56,7 @@ class Conn:
         self.retry_at = 0.0
         self.replied = False
         self.started = False
+        self.useq, self.uts = [], []
 
 
 class Client:
@@ -118,7 +119,7 @@ class Client:
         c.out = bytearray()
         c.ts = collections.deque()
         c.op_start = c.last_progress = now
-        c.pending = None
+        c.useq, c.uts = [], []
         c.replied = False
         kind = socket.SOCK_DGRAM if self.a.mode == "udp" else socket.SOCK_STREAM
         c.sock = socket.socket(self.family, kind)
@@ -131,7 +132,7 @@ class Client:
                 c.state = "open"
                 self._first(c)
                 self._register(c, selectors.EVENT_READ)
-                self.udp_send(c)
+                self.udp_start(c)
             else:
                 self.connected(c)
         elif err in (errno.EINPROGRESS, errno.EWOULDBLOCK):
@@ -244,20 +245,34 @@ class Client:
                 return
         self.top_up(c)
 
-    def udp_send(self, c):
+    # UDP: --depth datagrams in flight per socket, one per slot; slot j
+    # carries the sequence numbers j, j+D, j+2D, ... (as in loadgen.c).
+
+    def udp_payload(self, c, seq):
+        return b"%016x" % seq + expected_line(c.id, seq, self.a.size - 16)
+
+    def udp_start(self, c):
+        d = self.a.depth
+        c.useq = list(range(d))
+        c.uts = [None] * d
+        for j in range(d):
+            if c.sock is not None:
+                self.udp_issue(c, j)
+
+    def udp_issue(self, c, j):
         if not self.issuing():
-            c.pending = None
             return
-        size = self.a.size
-        payload = b"%016x" % c.send_seq + expected_line(c.id, c.send_seq, size - 16)
-        c.pending = payload
-        c.op_start = c.last_progress = time.monotonic()
+        c.uts[j] = c.last_progress = time.monotonic()
         try:
-            c.sock.send(payload)
+            c.sock.send(self.udp_payload(c, c.useq[j]))
         except (BlockingIOError, InterruptedError):
-            pass
+            pass                    # lost: the slot times out
         except OSError:
             self.fail(c, "other", 0.01)
+
+    def udp_next(self, c, j):
+        c.uts[j] = None
+        c.useq[j] += self.a.depth
 
     def on_udp(self, c):
         while c.sock is not None:
@@ -275,19 +290,20 @@ class Client:
             except ValueError:
                 self.stats["mismatch"] += 1
                 continue
-            if c.pending is None or seq < c.send_seq:
+            j = seq % self.a.depth
+            if c.uts[j] is None or seq < c.useq[j]:
                 self.stats["udp_stale"] += 1
                 continue
-            if data != c.pending:
+            if seq != c.useq[j] or data != self.udp_payload(c, seq):
                 self.stats["mismatch"] += 1
                 continue
             self.stats["verified"] += len(data)
             if self.measuring():
-                self.lat.append(time.monotonic() - c.op_start)
+                self.lat.append(time.monotonic() - c.uts[j])
                 self.stats["ops"] += 1
                 self.stats["bytes"] += len(data)
-            c.send_seq += 1
-            self.udp_send(c)
+            self.udp_next(c, j)
+            self.udp_issue(c, j)
 
     def ramp(self, everything):
         """At most --connect-burst connections in their handshake at a time."""
@@ -303,7 +319,7 @@ class Client:
 
     def outstanding(self, c):
         if self.a.mode == "udp":
-            return c.state == "open" and c.pending is not None
+            return c.state == "open" and any(t is not None for t in c.uts)
         if self.a.mode == "short":
             return c.state in ("connecting", "open")
         return c.state == "connecting" or (c.state == "open" and c.send_seq != c.recv_seq)
@@ -315,19 +331,22 @@ class Client:
                 if now >= c.retry_at and self.issuing():
                     self.start(c)
                 continue
+            if self.a.mode == "udp":
+                for j, sent in enumerate(c.uts if c.state == "open" else ()):
+                    if sent is not None and now - sent >= self.a.timeout and c.sock:
+                        self.stats["udp_lost"] += 1
+                        self.udp_next(c, j)
+                        self.udp_issue(c, j)
+                continue
             if not self.outstanding(c) or now - c.last_progress < self.a.timeout:
                 continue
             if c.state == "connecting":
                 self.stats["connect_failures"] += 1
                 self.backoff(c, 0)
-            elif self.a.mode != "udp" and not c.replied:
+            elif not c.replied:
                 self.stats["connect_failures"] += 1     # never answered: backlog
                 self.stats["stalled"] += 1
                 self.backoff(c, 0)
-            elif self.a.mode == "udp":
-                self.stats["udp_lost"] += 1
-                c.send_seq += 1
-                self.udp_send(c)
             else:
                 self.fail(c, "timeout")
 
@@ -420,7 +439,8 @@ class Client:
             "server_pid": a.server_pid, "server_cpu_s": srv,
             "server_cpu_pct": 100 * srv / secs if srv is not None and secs else None,
             "server_cpu_us_per_op": srv * 1e6 / st["ops"] if srv is not None and st["ops"] else None,
-            "client_cpu_pct": 100 * cpu / secs if secs else 0.0, "clk_tck": clk, "cpu": a.cpu,
+            "client_cpu_pct": 100 * cpu / secs if secs else 0.0,
+            "client_core_busy_pct": None, "clk_tck": clk, "cpu": a.cpu,
         }
 
 
@@ -444,9 +464,9 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.size is None:
         a.size = 1024 if a.mode == "stream" else 64
-    if a.depth is None or a.mode in ("short", "udp"):
-        a.depth = 64 if (a.mode == "stream" and a.depth is None) else (a.depth or 1)
-    if a.mode in ("short", "udp"):
+    if a.depth is None:
+        a.depth = 64 if a.mode == "stream" else 1
+    if a.mode == "short":
         a.depth = 1
     if a.size < (18 if a.mode == "udp" else 2):
         p.error("--size too small")

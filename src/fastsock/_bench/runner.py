@@ -77,7 +77,8 @@ SCENARIO_LIST = [
     Scenario("short-qdefault", "echo", "short", "short connections, 32 at a time; " + QDEF,
              conns=32, tags={"full"}),
     Scenario("udp", "udp", "udp", "UDP echo (UDPServer + DatagramRequestHandler), "
-             "32 datagrams in flight", conns=32, tags={"quick", "full", "calibrate", "smoke"}),
+             "32 datagrams in flight: 4 client sockets, 8 each", conns=4, depth=8,
+             tags={"quick", "full", "calibrate", "smoke"}),
     Scenario("stream", "echo", "stream", "1 KiB line stream: 4 connections, 64 lines "
              "(64 KiB) in flight each, MiB/s of verified echo",
              conns=4, size=1024, depth=64, tags={"quick", "full", "calibrate"}),
@@ -468,7 +469,8 @@ def parse_wrk(out):
 # --------------------------------------------------------------- reporting
 
 METRICS = ("ops_per_s", "mib_per_s", "p50_us", "p99_us", "server_cpu_us_per_op",
-           "server_cpu_pct", "client_cpu_pct", "errors", "connect_failures")
+           "server_cpu_pct", "client_cpu_pct", "client_core_pct", "errors",
+           "connect_failures")
 
 
 def summarize(raw):
@@ -478,6 +480,7 @@ def summarize(raw):
             "server_cpu_us_per_op": raw.get("server_cpu_us_per_op"),
             "server_cpu_pct": raw.get("server_cpu_pct"),
             "client_cpu_pct": raw.get("client_cpu_pct"),
+            "client_core_pct": raw.get("client_core_busy_pct"),
             "errors": raw.get("errors"), "connect_failures": raw.get("connect_failures")}
 
 
@@ -545,14 +548,14 @@ def markdown(meta, med, scenarios, impls):
         lines.append("")
         head = "MiB/s" if stream else ("req/s" if scen.mode == "wrk" else "ops/s")
         lines.append("| impl | %s | vs stdlib | p50 µs | p99 µs | server CPU µs/op | "
-                     "server CPU %% | loadgen CPU %% | errors |" % head)
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+                     "server CPU %% | loadgen CPU %% | client core busy %% | errors |" % head)
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for impl in impls:
             if impl not in rows:
                 continue
             m = rows[impl]
             if not m["runs"]:
-                lines.append("| %s | failed | | | | | | | |" % impl)
+                lines.append("| %s | failed | | | | | | | | |" % impl)
                 continue
             ratio = "%.2f×" % m["vs_stdlib"] if m["vs_stdlib"] is not None else "n/a"
             err = _fmt(m["errors"])
@@ -560,11 +563,12 @@ def markdown(meta, med, scenarios, impls):
                 err += " (+%s connect)" % _fmt(m["connect_failures"])
             if m.get("failed"):
                 err += " (%d run(s) failed)" % m["failed"]
-            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 impl, _fmt(m[scen.metric], 1 if stream else 0), ratio,
                 _fmt(m["p50_us"]), _fmt(m["p99_us"]),
                 _fmt(m["server_cpu_us_per_op"], 2 if stream else 1),
-                _fmt(m["server_cpu_pct"]), _fmt(m["client_cpu_pct"]), err))
+                _fmt(m["server_cpu_pct"]), _fmt(m["client_cpu_pct"]),
+                _fmt(m.get("client_core_pct")), err))
         if scen.mode == "wrk":
             lines.append("")
             lines.append("HTTP: " + meta.get("http_note", ""))
@@ -895,7 +899,7 @@ def calibration_summary(med, impls):
         return ""
     lines = ["### calibration: the load generator against its own C echo server", ""]
     lines.append("| scenario | c-echo | best server under test | headroom | "
-                 "loadgen CPU % (c-echo / best) |")
+                 "client core busy % (c-echo / best) |")
     lines.append("|---|---:|---:|---:|---:|")
     for scen, rows in med.items():
         c = rows.get("c-echo")
@@ -906,14 +910,14 @@ def calibration_summary(med, impls):
                   if i != "c-echo" and m.get(metric) is not None]
         if not others:
             lines.append("| %s | %s | n/a | n/a | %s |" % (scen, _fmt(c[metric]),
-                                                           _fmt(c["client_cpu_pct"])))
+                                                           _fmt(c.get("client_core_pct"))))
             continue
         best, who = max(others)
         lines.append("| %s | %s | %s (%s) | %.1f× | %s / %s |" % (
             scen, _fmt(c[metric], 1 if metric == "mib_per_s" else 0),
             _fmt(best, 1 if metric == "mib_per_s" else 0), who,
             c[metric] / best if best else float("nan"),
-            _fmt(c["client_cpu_pct"]), _fmt(rows[who]["client_cpu_pct"])))
+            _fmt(c.get("client_core_pct")), _fmt(rows[who].get("client_core_pct"))))
     return "\n".join(lines)
 
 
