@@ -11,6 +11,7 @@ they do on a fresh reader -- and, where the stdlib has the same thing, as on
 """
 import errno
 import os
+import io
 import socket
 import threading
 import time
@@ -258,8 +259,8 @@ def test_compiled_reader_reads_socket_fields_directly():
 
 @pytest.mark.parametrize("bufsize", [-1, None, 8192])
 def test_bulk_input_through_a_growing_buffer(core, bufsize):
-    # A reader whose size was left to it grows its buffer (up to 64 KiB in
-    # the compiled core) while refills come back full.  A bulk stream read
+    # A reader whose size was left to it grows its buffer (up to 64 KiB)
+    # while refills come back full.  A bulk stream read
     # with every kind of call must still come out byte for byte, each call
     # keeping its contract (how much read1()/peek() return is the buffer's
     # business, as with io.BufferedReader).
@@ -306,3 +307,36 @@ def test_bulk_input_through_a_growing_buffer(core, bufsize):
         a.close()
         b.close()
     assert pos == len(payload) and b"".join(out) == payload
+
+
+@pytest.mark.parametrize("bufsize,grows", [(-1, True), (None, True), (8192, False),
+                                           (io.DEFAULT_BUFFER_SIZE, False)])
+def test_buffer_grows_only_when_its_size_was_left_to_the_reader(core, bufsize, grows):
+    # Under bulk input (every refill comes back full) a reader with the
+    # default size doubles its buffer up to 64 KiB, on both backends; one
+    # given an explicit size keeps it.  peek() shows the buffer's contents.
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    payload = bytes(range(256)) * 2048         # 512 KiB
+    sender = threading.Thread(target=lambda: (b.sendall(payload), b.shutdown(socket.SHUT_WR)))
+    sender.start()
+    reader = core.SocketReader(a, bufsize)
+    seen = 0
+    got = []
+    try:
+        while True:
+            chunk = reader.read(1000)
+            if not chunk:
+                break
+            got.append(chunk)
+            seen = max(seen, len(reader.peek()))
+    finally:
+        sender.join(10)
+        reader.close()
+        a.close()
+        b.close()
+    assert b"".join(got) == payload
+    if grows:
+        assert io.DEFAULT_BUFFER_SIZE < seen <= 65536
+    else:
+        assert seen <= (bufsize or io.DEFAULT_BUFFER_SIZE)

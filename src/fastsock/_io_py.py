@@ -31,6 +31,7 @@ from _thread import allocate_lock as _allocate_lock, get_ident as _get_ident
 __all__ = ["SocketReader", "SocketWriter"]
 
 _DEFAULT_BUFFER_SIZE = io.DEFAULT_BUFFER_SIZE
+_GROW_MAX = 65536           # a reader's own buffer grows to at most this
 _BLOCKING_ERRNOS = frozenset({_errno.EAGAIN, _errno.EWOULDBLOCK})
 _MSG_PEEK = getattr(_socket, "MSG_PEEK", 2)
 _SOCKET = _socket.socket
@@ -168,11 +169,17 @@ class SocketReader(_Locked):
     __slots__ = ("_sock", "_fast", "_bufsize", "_buf", "_view", "_pos", "_end",
                  "_closed", "_timed_out", "_ref", "_lock", "_owner", "_writer",
                  "_peer_pending", "_max_line", "_line_timeout", "_idle_timeout",
-                 "_limited", "_dl_call", "_dl_idle", "_nread", "__weakref__")
+                 "_limited", "_dl_call", "_dl_idle", "_nread", "_grow", "_was_full",
+                 "__weakref__")
 
     def __init__(self, sock, bufsize=-1, *, max_line=None, line_timeout=None,
                  idle_timeout=None):
-        bufsize = _bufsize_arg(bufsize, _DEFAULT_BUFFER_SIZE)
+        size = _bufsize_arg(bufsize, _DEFAULT_BUFFER_SIZE)
+        # A size left to the reader (None or negative) may grow while
+        # refills come back full, up to _GROW_MAX (as in the compiled core).
+        self._grow = bufsize is None or _size_arg(bufsize) < 0
+        self._was_full = False      # the last whole-buffer refill filled it
+        bufsize = size
         # Limits (see the class docstring).  Durations are 0.0 when unset.
         self._max_line = _max_line_arg(max_line)
         self._line_timeout = _seconds_arg(line_timeout, "line_timeout")
@@ -323,11 +330,19 @@ class SocketReader(_Locked):
 
     def _fill(self):
         """Read once into the free end of the buffer (all of it when it holds
-        nothing valid); the byte count, 0 at EOF, None if it would block."""
+        nothing valid); the byte count, 0 at EOF, None if it would block.
+        A buffer that nothing valid is in, last filled to the brim, is first
+        doubled if it may grow (callers re-read self._buf after this)."""
         start = self._end if self._end >= 0 else 0
+        if start == 0 and self._was_full and self._grow and self._bufsize < _GROW_MAX:
+            self._bufsize *= 2
+            self._buf = bytearray(self._bufsize)
+            self._view = memoryview(self._buf)
         n = self._recv_into(self._view[start:self._bufsize])
         if n:
             self._end = start + n
+        if start == 0:
+            self._was_full = n == self._bufsize
         return n
 
     def _recv_bytes(self, n, flags=0):
@@ -611,6 +626,7 @@ class SocketReader(_Locked):
             n = self._fill()
             if not n:
                 break
+            buf = self._buf             # (it may have grown)
             if 0 <= limit < n:
                 n = limit
             i = buf.find(b"\n", 0, n)
