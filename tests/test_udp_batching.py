@@ -1,6 +1,7 @@
 """UDP fast paths on both backends: core.send_batch, opt-in reply batching
 (UDPServer.reply_batch), the short request path and the datagram-only
 pending() of the serve loop."""
+import errno
 import os
 import socket
 import socketserver as stdlib_ss
@@ -134,6 +135,152 @@ def test_send_batch_unix(core):
                 core.send_batch(a, [(b"x", path + ".missing")])
     finally:
         os.unlink(path)
+
+
+# ------------------------------------------------------------ core.sendto
+
+_audit_events = None     # a list while a test records socket.sendto events
+_audit_hooked = False
+
+
+def _audit_hook(event, args):
+    if event == "socket.sendto" and _audit_events is not None:
+        _audit_events.append(args)
+
+
+def test_sendto_is_socket_sendto(core):
+    global _audit_events, _audit_hooked
+    import sys
+    if not _audit_hooked:        # hooks cannot be removed: one for the session
+        sys.addaudithook(_audit_hook)
+        _audit_hooked = True
+    with client_socket() as a, client_socket() as b:
+        dest = b.getsockname()
+        _audit_events = []
+        try:
+            # The same address object again, an equal one, a host name.
+            assert core.sendto(a, b"one", dest) == 3
+            assert core.sendto(a, b"two", dest) == 3
+            assert core.sendto(a, b"three", (HOST, dest[1])) == 5
+            assert core.sendto(a, b"four", ("localhost", dest[1])) == 4
+            assert core.sendto(a, bytearray(b"five"), dest) == 4
+            assert core.sendto(a, memoryview(b"six"), dest) == 3
+            events = _audit_events
+        finally:
+            _audit_events = None
+        assert drain(b, 6) == [b"one", b"two", b"three", b"four", b"five", b"six"]
+        assert len(events) == 6 and all(args[0] is a for args in events)
+        assert events[0][1] is dest and events[3][1] == ("localhost", dest[1])
+        # The errors are the socket module's.
+        for address, exc in [((HOST, 70000), OverflowError), ("not an address", TypeError),
+                             ((HOST,), TypeError), ((HOST, "1"), TypeError),
+                             ((HOST, dest[1], 0), TypeError)]:
+            with pytest.raises(exc) as expected:
+                a.sendto(b"x", address)
+            with pytest.raises(exc) as got:
+                core.sendto(a, b"x", address)
+            assert str(got.value) == str(expected.value)
+        with pytest.raises(TypeError):
+            core.sendto(a, "text", dest)
+        with pytest.raises(OSError) as got:
+            core.sendto(a, b"x" * 70000, dest)       # too long for a datagram
+        assert got.value.errno == errno.EMSGSIZE
+        # With a timeout, non-blocking, blocking again.
+        a.settimeout(5.0)
+        assert core.sendto(a, b"t", dest) == 1
+        a.setblocking(False)
+        assert core.sendto(a, b"n", dest) == 1
+        a.setblocking(True)
+        assert core.sendto(a, b"b", dest) == 1
+        assert drain(b, 3) == [b"t", b"n", b"b"]
+        # A subclass's own sendto is called.
+        class Sock(socket.socket):
+            def sendto(self, data, address):
+                return ("subclass", data, address)
+        with Sock(socket.AF_INET, socket.SOCK_DGRAM) as c:
+            assert core.sendto(c, b"s", dest) == ("subclass", b"s", dest)
+    with pytest.raises(OSError) as expected:
+        a.sendto(b"x", dest)
+    with pytest.raises(OSError) as got:
+        core.sendto(a, b"x", dest)                   # closed
+    assert got.value.errno == expected.value.errno == errno.EBADF
+
+
+def test_sendto_many_peers(core):
+    # More destinations than the compiled core caches, in turn, twice.
+    peers = [client_socket() for _ in range(80)]
+    try:
+        with client_socket() as a:
+            for _ in range(2):
+                addresses = [p.getsockname() for p in peers]
+                for i, address in enumerate(addresses):
+                    assert core.sendto(a, b"%d" % i, address) == len(b"%d" % i)
+                for i, p in enumerate(peers):
+                    assert p.recv(10) == b"%d" % i
+    finally:
+        for p in peers:
+            p.close()
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+def test_sendto_ipv6(core):
+    try:
+        b = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        b.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    with b, socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as a:
+        b.settimeout(10)
+        port = b.getsockname()[1]
+        for address in [("::1", port), ("::1", port, 0, 0), ("::1", port, 0), b.getsockname()]:
+            assert core.sendto(a, b"v6", address) == 2
+        assert drain(b, 4) == [b"v6"] * 4
+        with pytest.raises(OverflowError):
+            core.sendto(a, b"x", ("::1", port, 1 << 20))
+
+
+def test_sendto_unix(core):
+    path = unix_path()
+    try:
+        with client_socket(socket.AF_UNIX, path) as b, \
+                socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as a:
+            assert core.sendto(a, b"p1", path) == 2
+            assert core.sendto(a, b"p2", os.fsencode(path)) == 2
+            assert drain(b, 2) == [b"p1", b"p2"]
+            with pytest.raises(FileNotFoundError):
+                core.sendto(a, b"x", path + ".missing")
+    finally:
+        os.unlink(path)
+
+
+def test_datagram_handler_replies_through_the_server_socket(ss):
+    # finish() sends the reply on request[1] to client_address, as the
+    # stdlib's does: a socket subclass set by the server sees the call.
+    calls = []
+
+    class Recording(socket.socket):
+        def sendto(self, data, address):
+            calls.append((data, address))
+            return socket.socket.sendto(self, data, address)
+
+    class Handler(Echo, ss.DatagramRequestHandler):
+        pass
+
+    class Server(ss.UDPServer):
+        def server_bind(self):
+            self.socket.close()
+            self.socket = Recording(self.address_family, self.socket_type)
+            super().server_bind()
+
+    with Server((HOST, 0), Handler) as server, client_socket() as client:
+        thread = run_until_stopped(server)
+        try:
+            client.sendto(b"ping", server.server_address)
+            assert client.recv(10) == b"ping"
+        finally:
+            server.shutdown()
+            thread.join()
+        assert calls == [(b"ping", client.getsockname())]
 
 
 # ------------------------------------------------------------ reply batching

@@ -22,7 +22,7 @@ import io
 import socket as _socket_module
 
 __all__ = ["READY", "WOKEN", "INVALID", "Waker", "wait_readable", "accept", "recvfrom",
-           "DatagramReceiver", "send_batch", "trim_heap", "SocketReader", "SocketWriter", "Counters",
+           "DatagramReceiver", "send_batch", "sendto", "trim_heap", "SocketReader", "SocketWriter", "Counters",
            "Hub"]
 
 include "_core_errors.pxi"

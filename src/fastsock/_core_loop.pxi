@@ -653,6 +653,132 @@ def send_batch(sock, list items, Py_ssize_t start=0):
             raise_errno(err)
 
 
+# ---------------------------------------------------------------------------
+# One reply: sendto() without the socket module's argument parsing.
+# ---------------------------------------------------------------------------
+
+cdef extern from *:
+    """
+    #include <sys/socket.h>
+    #define fs_c_sendto(fd, buf, n, flags, addr, addrlen) \
+        sendto((fd), (buf), (n), (flags), (const struct sockaddr *)(addr), (addrlen))
+    """
+    ssize_t fs_c_sendto(int fd, const char *buf, size_t n, int flags,
+                        sockaddr_storage *addr, socklen_t addrlen) nogil
+
+cdef extern from "Python.h":
+    int _dest_audit "PySys_Audit"(const char *event, const char *fmt, ...) except -1
+
+# The sockaddr of recently used destination objects, by identity (a
+# direct-mapped cache; read and written with the GIL held).  A slot holds a
+# reference to its object, so the same pointer is the same object; the
+# objects cached are tuples of str and int (or str/bytes paths), which
+# cannot change, so their sockaddr cannot either.  A reply usually goes to
+# the address tuple recvfrom handed out (itself cached above), so parsing it
+# -- the socket module's argument parsing, str encoding and inet_pton() --
+# is done once per peer instead of once per datagram.
+cdef enum:
+    _DEST_SLOTS = 64
+
+cdef struct _DestSlot:
+    _AddrPyObject *obj       # NULL: empty
+    int family
+    socklen_t addrlen
+    sockaddr_storage addr
+
+cdef _DestSlot _dest_cache[_DEST_SLOTS]
+
+
+cdef _DestSlot *_dest_lookup(int family, object address) except NULL:
+    """The slot of *address* for *family*, filled now if it was not; its
+    obj is not *address* when that is not a plain numeric address (the
+    caller then leaves it to the socket module)."""
+    cdef size_t h = <size_t><void *>address
+    cdef _DestSlot *slot = &_dest_cache[((h >> 4) ^ (h >> 10)) & (_DEST_SLOTS - 1)]
+    cdef sockaddr_storage addr
+    cdef socklen_t addrlen = 0
+    cdef _AddrPyObject *old
+    if slot.obj == <_AddrPyObject *>address and slot.family == family:
+        return slot
+    if not _fill_sockaddr(family, address, &addr, &addrlen):
+        return slot
+    old = slot.obj
+    _addr_incref(address)
+    slot.obj = <_AddrPyObject *>address
+    slot.family = family
+    slot.addrlen = addrlen
+    memcpy(&slot.addr, &addr, sizeof(addr))
+    _addr_xdecref(old)   # a tuple of str and int, a str or bytes: no Python code runs
+    return slot
+
+
+def sendto(sock, data, address):
+    """sendto(sock, data, address)
+--
+
+Send the datagram *data* to *address*: ``sock.sendto(data, address)``,
+    with the same result, errors and audit event.
+
+    For a plain ``socket.socket`` (INET, INET6 or UNIX) in blocking or
+    non-blocking mode, *data* ``bytes`` and *address* a numeric address,
+    the send runs in C: the address is parsed once per address object (not
+    once per call), and the send is tried without letting go of the GIL,
+    which is released only if it has to wait for room (EINTR retried per
+    PEP 475).  Anything else goes through ``sock.sendto``.
+    """
+    cdef fs_sockobject *s
+    cdef _DestSlot *slot
+    cdef sockaddr_storage addr
+    cdef socklen_t addrlen
+    cdef int fd, family, flags, err = 0
+    cdef bint blocking
+    cdef ssize_t n
+    cdef const char *buf
+    cdef size_t length
+    if type(sock) is not _socket_cls or type(data) is not bytes or not _sio_layout_ok:
+        return sock.sendto(data, address)
+    s = <fs_sockobject *><_AddrPyObject *>sock
+    if s.sock_timeout > 0:
+        return sock.sendto(data, address)     # a timeout: the socket module waits
+    blocking = s.sock_timeout < 0
+    family = s.sock_family
+    if family != AF_INET and family != AF_INET6 and family != AF_UNIX:
+        return sock.sendto(data, address)
+    slot = _dest_lookup(family, address)
+    if slot.obj != <_AddrPyObject *>address:
+        return sock.sendto(data, address)     # not a plain numeric address
+    # The slot may be reused by another thread once the GIL is released.
+    addrlen = slot.addrlen
+    memcpy(&addr, &slot.addr, <size_t>addrlen)
+    _dest_audit("socket.sendto", "OO", <_AddrPyObject *>sock, <_AddrPyObject *>address)
+    buf = PyBytes_AS_STRING(data)
+    length = <size_t>PyBytes_GET_SIZE(data)
+    flags = MSG_DONTWAIT
+    while True:
+        fd = s.sock_fd      # re-read: a signal handler may have closed it
+        if flags:
+            # Usually there is room: no need to let go of the GIL.
+            n = fs_c_sendto(fd, buf, length, flags, &addr, addrlen)
+            if n < 0:
+                err = errno
+        else:
+            with nogil:
+                n = fs_c_sendto(fd, buf, length, 0, &addr, addrlen)
+                if n < 0:
+                    err = errno
+        if n >= 0:
+            break
+        if would_block(err) and flags:
+            if not blocking:
+                raise_errno(err)     # a non-blocking socket: what sendto() raises
+            flags = 0                # a blocking socket: wait for room
+        elif err == EINTR:
+            check_signals()
+        else:
+            raise_errno(err)
+    return n
+
+
 def trim_heap():
     """trim_heap()
 --

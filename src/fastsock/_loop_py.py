@@ -256,3 +256,8 @@ def trim_heap():
     if _malloc_trim is None:
         return None
     return _malloc_trim(0) == 1
+
+
+def sendto(sock, data, address):
+    """Send the datagram *data* to *address*: ``sock.sendto(data, address)``."""
+    return sock.sendto(data, address)
