@@ -42,10 +42,16 @@ def make_namespace(core):
     ns = types.SimpleNamespace()
     for name in list(fastsock.__all__) + ["_SocketWriter"]:
         obj = getattr(fastsock, name)
-        if isinstance(obj, type) and "_core" in dir(obj) and obj._core is not core:
-            obj = type(obj.__name__, (obj,), {
-                "_core": core, "__module__": obj.__module__,
-                "__qualname__": obj.__qualname__})
+        if isinstance(obj, type) and (
+                ("_core" in dir(obj) and obj._core is not core)
+                or ("_sendto" in dir(obj) and obj._sendto is not core.sendto)):
+            attrs = {"__module__": obj.__module__,
+                     "__qualname__": obj.__qualname__}
+            if "_core" in dir(obj):
+                attrs["_core"] = core
+            if "_sendto" in dir(obj):       # DatagramRequestHandler's reply
+                attrs["_sendto"] = staticmethod(core.sendto)
+            obj = type(obj.__name__, (obj,), attrs)
         setattr(ns, name, obj)
     ns._SocketWriter = core.SocketWriter
     ns.core = core

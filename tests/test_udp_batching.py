@@ -206,6 +206,43 @@ def test_sendto_is_socket_sendto(core):
     assert got.value.errno == expected.value.errno == errno.EBADF
 
 
+def test_sendto_follows_a_patched_socket_sendto(core, ss):
+    # A test suite that patches socket.socket.sendto on the class (the
+    # instances have no __dict__) must see every reply go through the patch,
+    # the handler's too, as with the stdlib.
+    from unittest import mock
+    with client_socket() as a, client_socket() as b:
+        a.settimeout(None)          # (with a timeout the socket module sends)
+        dest = b.getsockname()
+        assert core.sendto(a, b"warm", dest) == 4       # dest now cached
+        assert drain(b, 1) == [b"warm"]
+        calls = []
+        with mock.patch.object(socket.socket, "sendto",
+                               lambda *args: calls.append(args) or 42):
+            assert core.sendto(a, b"x", dest) == 42
+        assert calls == [(a, b"x", dest)]
+        assert core.sendto(a, b"after", dest) == 5      # the original again
+        assert drain(b, 1) == [b"after"]
+
+    class Echo(ss.DatagramRequestHandler):
+        def handle(self):
+            self.wfile.write(self.rfile.read())
+    assert Echo._sendto is core.sendto
+    srv = ss.UDPServer((HOST, 0), Echo)
+    srv.timeout = 10
+    sent = []
+    try:
+        with client_socket() as c:
+            c.sendto(b"ping", srv.server_address)
+            with mock.patch.object(
+                    socket.socket, "sendto",
+                    lambda sock, data, addr: sent.append((data, addr)) or len(data)):
+                srv.handle_request()
+            assert sent == [(b"ping", c.getsockname())]
+    finally:
+        srv.server_close()
+
+
 def test_sendto_many_peers(core):
     # More destinations than the compiled core caches, in turn, twice.
     peers = [client_socket() for _ in range(80)]

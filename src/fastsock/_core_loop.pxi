@@ -668,6 +668,15 @@ cdef extern from *:
 
 cdef extern from "Python.h":
     int _dest_audit "PySys_Audit"(const char *event, const char *fmt, ...) except -1
+    # borrowed reference (NULL: none); the type's method cache makes it cheap
+    _AddrPyObject *_type_lookup "_PyType_Lookup"(_AddrPyObject *tp, _AddrPyObject *name)
+
+# socket.socket's own sendto, to tell that nobody has replaced it on the
+# class (mock.patch.object(socket.socket, "sendto"), say): then the call must
+# go to the replacement, as sock.sendto() would.
+cdef object _sendto_name = "sendto"
+cdef _AddrPyObject *_sendto_orig = _type_lookup(<_AddrPyObject *>_socket_cls,
+                                                <_AddrPyObject *>_sendto_name)
 
 # The sockaddr of recently used destination objects, by identity (a
 # direct-mapped cache; read and written with the GIL held).  A slot holds a
@@ -735,7 +744,9 @@ Send the datagram *data* to *address*: ``sock.sendto(data, address)``,
     cdef ssize_t n
     cdef const char *buf
     cdef size_t length
-    if type(sock) is not _socket_cls or type(data) is not bytes or not _sio_layout_ok:
+    if (type(sock) is not _socket_cls or type(data) is not bytes or not _sio_layout_ok
+            or _type_lookup(<_AddrPyObject *>_socket_cls, <_AddrPyObject *>_sendto_name)
+            != _sendto_orig):
         return sock.sendto(data, address)
     s = <fs_sockobject *><_AddrPyObject *>sock
     if s.sock_timeout > 0:

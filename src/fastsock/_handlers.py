@@ -15,10 +15,6 @@ __all__ = ["BaseRequestHandler", "StreamRequestHandler", "DatagramRequestHandler
 #: The stdlib name of the unbuffered writer.  ``_SocketWriter(sock)`` sends
 #: every byte before ``write()`` returns, and is an ``io.BufferedIOBase``.
 _SocketWriter = _backend.core.SocketWriter
-#: ``sendto(sock, data, address)``: ``sock.sendto(data, address)``, which the
-#: compiled core does without the socket module's argument parsing for a
-#: plain socket (a module global: one lookup per datagram is measurable).
-_sendto = _backend.core.sendto
 
 
 class BaseRequestHandler:
@@ -172,6 +168,10 @@ class DatagramRequestHandler(BaseRequestHandler):
     The reply is sent to the client in ``finish()``.
     """
 
+    #: ``sock.sendto(data, address)``, done by the backend's core: for a plain
+    #: socket the compiled one skips the socket module's argument parsing.
+    _sendto = staticmethod(_backend.core.sendto)
+
     def setup(self):
         self.packet, self.socket = self.request
         self.rfile = BytesIO(self.packet)
@@ -179,7 +179,7 @@ class DatagramRequestHandler(BaseRequestHandler):
 
     def finish(self):
         reply = self.wfile.getvalue()
-        _sendto(self.socket, reply, self.client_address)   # self.socket.sendto(...)
+        self._sendto(self.socket, reply, self.client_address)   # self.socket.sendto(...)
         counters = getattr(self.server, "_fastsock_counters", None)
         if counters is not None:
             counters.add_bytes(len(self.packet), len(reply))
