@@ -615,6 +615,43 @@ def test_unbuffered_reader_never_reads_ahead(core, pair, subclass):
     subclassed.close()
 
 
+
+class _Index:
+    def __init__(self, value):
+        self.value = value
+
+    def __index__(self):
+        return self.value
+
+
+class _Int(int):
+    pass
+
+
+@pytest.mark.parametrize("bufsize", [-1, 0, 7])
+def test_buffered_lines_after_limits_and_close(core, bufsize):
+    """readline()'s limit in every accepted form, and lines still buffered
+    when the reader is closed: iteration and readline() refuse them."""
+    def scenario(reader, sock, peer, record):
+        peer.sendall(b"one\ntwo\nthree\nfour\nfive\nsix\nseven\neight\n")
+        time.sleep(0.05)
+        record.append(next(reader))
+        for limit in (-1, None, _Int(-1), _Index(-1), _Index(2), 10 ** 30 // 10 ** 30 - 2,
+                      _Int(3)):
+            record.append(reader.readline(limit))
+        record.append(reader.readline(-(1 << 70) // (1 << 70)))
+        reader.close()
+        record.append(outcome(next, reader))
+        record.append(outcome(reader.readline))
+        record.append(outcome(reader.readline, -1))
+
+    record = compare_scenario(core, bufsize, scenario)
+    closed = ("raised", ValueError,
+              "readline of closed file" if bufsize else "I/O operation on closed file.")
+    assert record == [b"one\n", b"two\n", b"three\n", b"four\n", b"five\n", b"si",
+                      b"x\n", b"sev", b"en\n", closed, closed, closed]
+
+
 # -- concurrency and signals ----------------------------------------------------
 
 @pytest.mark.timeout(60)

@@ -28,6 +28,7 @@
 # other objects the socket's timeout is narrowed for each recv_into().
 # ---------------------------------------------------------------------------
 
+from cpython.bytes cimport PyBytes_GET_SIZE
 from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release,
                              PyBUF_SIMPLE, PyBUF_WRITABLE, PyBUF_READ, PyBUF_WRITE)
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
@@ -277,6 +278,10 @@ cdef double _sio_seconds_arg(object value, str name) except? -1.0:
     return t
 
 
+# readline()'s default limit, compared by identity (small ints are cached).
+cdef object _sio_minus_one = -1
+
+
 cdef object _sio_seconds_value(double t):
     return t if t > 0.0 else None
 
@@ -511,6 +516,7 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
     cdef Py_ssize_t _cap       # allocated size of _buf (scratch when unbuffered)
     cdef Py_ssize_t _pos       # next byte to return
     cdef Py_ssize_t _end       # end of the valid bytes; -1: none are valid
+                               # (always -1 when unbuffered)
     cdef bint _timed_out
     # Limits (see the class docstring).  Durations are 0.0 when unset.
     cdef Py_ssize_t _max_line  # -1: none
@@ -775,6 +781,27 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
         self._pos += n
         return res
 
+    cdef inline Py_ssize_t _line_limit(self, Py_ssize_t limit) noexcept:
+        # The limit readline(limit) reads under: max_line when that is less.
+        if self._max_line >= 0 and (limit < 0 or limit > self._max_line):
+            return self._max_line
+        return limit
+
+    cdef inline Py_ssize_t _buffered_line(self, Py_ssize_t limit) noexcept:
+        """The length of the line at the read position, newline included,
+        when the newline is buffered within the first limit bytes (limit
+        < 0: anywhere); 0 otherwise (unbuffered: always 0)."""
+        cdef Py_ssize_t n = self._end - self._pos
+        cdef char *start
+        cdef char *nl
+        if limit >= 0 and n > limit:
+            n = limit
+        if n <= 0:                  # also _end == -1: nothing buffered
+            return 0
+        start = self._buf + self._pos
+        nl = <char *>memchr(start, 10, <size_t>n)
+        return nl - start + 1 if nl != NULL else 0
+
     cdef inline int _check_closed(self, str message) except -1:
         if self._closed:
             raise ValueError(message if self._bufsize
@@ -1025,17 +1052,27 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
 
     # The hottest call: a plain method descriptor (not a cyfunction: about
     # 7 ns less per call); the clinic-style signature keeps inspect working.
+    # A line already in the buffer is returned here, without a lock (as in
+    # io: nothing on this path releases the GIL or runs Python code, and a
+    # thread filling the buffer only writes past _end); anything else goes
+    # through _readline_entry.
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
     def readline(self, limit=-1):
         """Read up to and including the next b'\\n', at most limit bytes when
         limit >= 0; what remains at EOF (b'' at EOF)."""
-        return self._readline_entry(_sio_size_arg(limit))
+        cdef Py_ssize_t n = -1, k
+        # The default (-1, a cached small int) needs no conversion.
+        if <PyObject *>limit != <PyObject *>_sio_minus_one:
+            n = _sio_size_arg(limit)
+        if not self._closed:
+            k = self._buffered_line(self._line_limit(n))
+            if k > 0:
+                return self._take(k)
+        return self._readline_entry(n)
 
     cdef object _readline_entry(self, Py_ssize_t limit):
-        cdef Py_ssize_t n, have
-        cdef char *start
-        cdef char *nl
+        cdef Py_ssize_t k
         cdef bint capped = False
         cdef object line
         self._check_closed("readline of closed file")
@@ -1044,18 +1081,11 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
             limit = self._max_line
             capped = True
         if self._bufsize:
-            # The line is in the buffer: no lock needed (as in io), since
-            # nothing here can release the GIL or run Python code, and a
-            # thread filling the buffer only writes past _end.
-            have = self._readahead()
-            n = have
-            if limit >= 0 and n > limit:
-                n = limit
-            start = self._buf + self._pos
-            nl = <char *>memchr(start, 10, n)
-            if nl != NULL:
-                return self._take(nl - start + 1)
-            if capped and have > limit:
+            # The line is in the buffer: no lock needed (see readline).
+            k = self._buffered_line(limit)
+            if k > 0:
+                return self._take(k)
+            if capped and self._readahead() > limit:
                 self._pos += limit
                 self._line_too_long()
         self._enter()
@@ -1209,8 +1239,16 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
         return self
 
     def __next__(self):
+        # tp_iternext: readline()'s lock-free path for a buffered line, then
+        # _readline_entry (always bytes) for the rest.
+        cdef Py_ssize_t k
+        cdef object line
+        if not self._closed:
+            k = self._buffered_line(self._max_line)
+            if k > 0:
+                return self._take(k)
         line = self._readline_entry(-1)
-        if not line:
+        if PyBytes_GET_SIZE(line) == 0:
             raise StopIteration
         return line
 
