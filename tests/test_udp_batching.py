@@ -101,8 +101,11 @@ def test_send_batch_falls_back_to_sendto(core):
         assert drain(b, 2) == [b"7", b"9"]
 
 
-@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
-def test_send_batch_ipv6(core):
+@pytest.fixture
+def ipv6_pair():
+    """(a, b, port): two IPv6 UDP sockets, b bound on ::1 at port."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
     try:
         b = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         b.bind(("::1", 0))
@@ -110,12 +113,16 @@ def test_send_batch_ipv6(core):
         pytest.skip("no IPv6 loopback")
     with b, socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as a:
         b.settimeout(10)
-        port = b.getsockname()[1]
-        items = [(b"a", ("::1", port)), (b"b", ("::1", port, 0, 0)), (b"c", ("::1", port, 0))]
-        sent = 0
-        while sent < 3:
-            sent += core.send_batch(a, items, sent)
-        assert drain(b, 3) == [b"a", b"b", b"c"]
+        yield a, b, b.getsockname()[1]
+
+
+def test_send_batch_ipv6(core, ipv6_pair):
+    a, b, port = ipv6_pair
+    items = [(b"a", ("::1", port)), (b"b", ("::1", port, 0, 0)), (b"c", ("::1", port, 0))]
+    sent = 0
+    while sent < 3:
+        sent += core.send_batch(a, items, sent)
+    assert drain(b, 3) == [b"a", b"b", b"c"]
 
 
 def test_send_batch_unix(core):
@@ -259,21 +266,13 @@ def test_sendto_many_peers(core):
             p.close()
 
 
-@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
-def test_sendto_ipv6(core):
-    try:
-        b = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        b.bind(("::1", 0))
-    except OSError:
-        pytest.skip("no IPv6 loopback")
-    with b, socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as a:
-        b.settimeout(10)
-        port = b.getsockname()[1]
-        for address in [("::1", port), ("::1", port, 0, 0), ("::1", port, 0), b.getsockname()]:
-            assert core.sendto(a, b"v6", address) == 2
-        assert drain(b, 4) == [b"v6"] * 4
-        with pytest.raises(OverflowError):
-            core.sendto(a, b"x", ("::1", port, 1 << 20))
+def test_sendto_ipv6(core, ipv6_pair):
+    a, b, port = ipv6_pair
+    for address in [("::1", port), ("::1", port, 0, 0), ("::1", port, 0), b.getsockname()]:
+        assert core.sendto(a, b"v6", address) == 2
+    assert drain(b, 4) == [b"v6"] * 4
+    with pytest.raises(OverflowError):
+        core.sendto(a, b"x", ("::1", port, 1 << 20))
 
 
 def test_sendto_unix(core):

@@ -697,6 +697,18 @@ static int gso_sendto(int fd, unsigned char *buf, int n, uint32_t size,
     return r < 0 ? -1 : 0;
 }
 
+/* A UDP socket failed with errno: refused (no server: ICMP port
+ * unreachable) counts as a connect failure, anything else as "other"; the
+ * socket is replaced after 10 ms. */
+static void udp_socket_error(struct conn *c)
+{
+    if (errno == ECONNREFUSED)
+        S.connect_failures++;
+    else
+        S.other++;
+    conn_backoff(c, 10000000ull);
+}
+
 /* Send the queued datagrams of c.  A datagram the kernel would not take
  * (EAGAIN, ENOBUFS) is lost: its slot times out and moves on. */
 static void udp_flush(struct conn *c)
@@ -734,11 +746,7 @@ static void udp_flush(struct conn *c)
 failed:
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
         return;
-    if (errno == ECONNREFUSED)
-        S.connect_failures++;
-    else
-        S.other++;
-    conn_backoff(c, 10000000ull);
+    udp_socket_error(c);
 }
 
 /* Put the next datagram of slot j in flight (or retire the slot once the
@@ -793,11 +801,7 @@ static void on_udp_event(struct conn *c)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
-            if (errno == ECONNREFUSED)
-                S.connect_failures++;
-            else
-                S.other++;
-            conn_backoff(c, 10000000ull);
+            udp_socket_error(c);
             g_npend = 0;
             return;
         }
