@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import fastsock
 from helpers import HOST, serving
-from test_streams import OPS, PAYLOADS, apply_op, feed, make_pair, outcome
+from test_streams import (OPS, PAYLOADS, apply_op, assert_same_result, feed, make_pair,
+                          outcome)
 
 BUFSIZES = [-1, 0, 1, 7, 8192]
 MiB = 1 << 20
@@ -481,7 +482,7 @@ def test_reader_with_limits_matches_makefile(core, bufsize, payload, ops, m):
         for op, arg in ops + [("readline", -1), ("read", -1)]:
             got = outcome(apply_op, ours, op, arg)
             want = outcome(capped_reference, ref, raw, op, arg, m)
-            assert got == want, (op, arg)
+            assert_same_result(op, arg, bufsize, got, want, ours, ref, raw)
     finally:
         for obj in (ours, ref, ours_r, ours_w, ref_r, ref_w):
             obj.close()

@@ -96,6 +96,27 @@ def outcome(func, *args):
         return ("raised", type(exc), str(exc))
 
 
+def assert_same_result(op, arg, bufsize, got, want, ours, ref, raw=None):
+    """got (ours) must equal want (makefile's), except for one allowed
+    difference: a reader whose buffer size was left to it (bufsize -1) grows
+    its buffer under bulk input (up to 64 KiB; makefile keeps 8 KiB), so how
+    much peek(), read1() and readinto1() return at once -- the buffered
+    bytes -- may differ, as the io contract allows.  Then the shorter result
+    must be a non-empty prefix of the longer, and after read1/readinto1 the
+    reader that got less reads the rest, which must be the same bytes."""
+    if got == want:
+        return
+    if (bufsize != -1 or op not in ("peek", "read1", "readinto1")
+            or got[0] != "ok" or want[0] != "ok"):
+        assert got == want, (op, arg)
+    g = got[1][1] if op == "readinto1" else got[1]
+    w = want[1][1] if op == "readinto1" else want[1]
+    assert g and w and (g.startswith(w) or w.startswith(g)), (op, arg, got, want)
+    if op != "peek" and len(g) != len(w):
+        behind, extra = (ref, g[len(w):]) if len(g) > len(w) else (ours, w[len(g):])
+        assert outcome(apply_op, behind, "read", len(extra), raw) == ("ok", extra), (op, arg)
+
+
 # -- read operations, applied alike to ours and to the stdlib's ----------------
 
 def apply_op(reader, op, arg, raw_sock=None):
@@ -190,7 +211,7 @@ def test_reader_matches_makefile_exactly(core, bufsize, subclass, payload, ops):
         for op, arg in ops + [("read", -1), ("read", 1), ("readline", -1)]:
             got = outcome(apply_op, ours, op, arg)
             want = outcome(apply_op, ref, op, arg, raw)
-            assert got == want, (op, arg)
+            assert_same_result(op, arg, bufsize, got, want, ours, ref, raw)
         if subclass:
             assert ours_r.calls > 0 or not payload
     finally:
@@ -367,7 +388,7 @@ def test_reader_over_ssl_matches_makefile(core, bufsize, payload, ops, chunks):
         for op, arg in ops + [("read", -1)]:
             got = outcome(apply_op, readers[0], op, arg)
             want = outcome(apply_op, readers[1], op, arg, raw)
-            assert got == want, (op, arg)
+            assert_same_result(op, arg, bufsize, got, want, readers[0], readers[1], raw)
     finally:
         for obj in readers + socks:
             obj.close()

@@ -307,14 +307,14 @@ def known_difference(op, arg, bufsize, got, want):
 
 
 def buffer_amounts_differ(i, op, bufsize, got, want, ours, ref):
-    """The compiled reader with bufsize -1 grows its buffer under bulk input
-    (up to 64 KiB; the stdlib keeps 8 KiB), so how much peek(), read1() and
+    """A reader with bufsize -1 (either backend) grows its buffer under bulk
+    input (up to 64 KiB; the stdlib keeps 8 KiB), so how much peek(), read1() and
     readinto1() return at once -- the buffered bytes -- may differ, as the
     io contract allows.  True when they differ only that way: the shorter
     result is a prefix of the longer, neither empty.  After read1/readinto1
     the reader that got less reads the rest, which must be the same bytes,
     so that both stand at the same place again."""
-    if (bufsize != -1 or CORE_NAME != "cython" or op not in ("peek", "read1", "readinto1")
+    if (bufsize != -1 or op not in ("peek", "read1", "readinto1")
             or got[0] != "ok" or want[0] != "ok" or got == want):
         return False
     g = got[1][1] if op == "readinto1" else got[1]
