@@ -1072,7 +1072,8 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
         return self._readline_entry(n)
 
     cdef object _readline_entry(self, Py_ssize_t limit):
-        cdef Py_ssize_t k
+        # readline() and __next__ after their lock-free path found no whole
+        # line in the buffer (within the same limit), or on a closed reader.
         cdef bint capped = False
         cdef object line
         self._check_closed("readline of closed file")
@@ -1081,10 +1082,6 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
             limit = self._max_line
             capped = True
         if self._bufsize:
-            # The line is in the buffer: no lock needed (see readline).
-            k = self._buffered_line(limit)
-            if k > 0:
-                return self._take(k)
             if capped and self._readahead() > limit:
                 self._pos += limit
                 self._line_too_long()
