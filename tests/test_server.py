@@ -3,6 +3,7 @@ import errno
 import os
 import signal
 import socket
+import sys
 import socketserver as stdlib_ss
 import threading
 import time
@@ -962,6 +963,36 @@ def test_stream_handler_on_a_socket_like_object(ss):
     assert seen == [b"hello\n"]
     request.makefile.assert_called_once_with("rb", Handler.rbufsize)
     request.sendall.assert_called_with(b"reply\n")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="binds to 127.x.y.z: the whole 127/8 is loopback on Linux")
+def test_core_ipv4_address_text(core):
+    # accept() and recvfrom() give the peer's address as the socket module
+    # writes it: every digit count in every position (the core formats
+    # IPv4 addresses itself).
+    hosts = ["127.0.0.1", "127.0.0.10", "127.0.0.99", "127.0.0.100", "127.0.0.255",
+             "127.9.10.0", "127.10.99.100", "127.100.200.255", "127.255.255.254",
+             "127.1.22.3"]
+    with socket.socket() as lsock, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as usock:
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen()
+        usock.bind(("127.0.0.1", 0))     # blocking: the core's own recvfrom
+        for host in hosts:
+            with socket.socket() as client:
+                client.bind((host, 0))
+                client.connect(lsock.getsockname())
+                conn, address = core.accept(lsock)
+                conn.close()
+                assert address == client.getsockname()
+                assert address[0] == host
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as uclient:
+                uclient.bind((host, 0))
+                for _ in range(2):      # the second from the core's address cache
+                    uclient.sendto(b"x", usock.getsockname())
+                    data, address = core.recvfrom(usock, 10)
+                    assert address == uclient.getsockname() and address[0] == host
 
 
 def test_core_accept_into_a_socket_subclass(core):

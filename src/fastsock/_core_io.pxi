@@ -178,8 +178,8 @@ cdef int _sio_mode(object timeout, double *deadline) except -1:
 
 cdef bint _sio_check_layout():
     """Whether fs_sockobject matches this interpreter's socket objects: a
-    live socket.socket's fields must read back fileno(), the family and
-    every kind of timeout, and -1 once it is closed."""
+    live socket.socket's fields must read back fileno(), the family, type
+    and protocol and every kind of timeout, and -1 once it is closed."""
     cdef fs_sockobject *s
     try:
         a, b = _socket_module.socketpair()
@@ -189,7 +189,8 @@ cdef bint _sio_check_layout():
         if type(a) is not _sio_socket_type:
             return False
         s = <fs_sockobject *><PyObject *>a
-        if s.sock_fd != a.fileno() or s.sock_family != a.family:
+        if (s.sock_fd != a.fileno() or s.sock_family != a.family
+                or s.sock_type != a.type or s.sock_proto != a.proto):
             return False
         # None is stored as a negative duration (-1 s on 3.11).
         for t, ns in ((None, -1), (0.0, 0), (2.5, 2500000000), (0.001, 1000000), (None, -1)):

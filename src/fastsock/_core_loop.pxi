@@ -189,6 +189,7 @@ cdef object sockaddr_to_python(sockaddr *addr, socklen_t addrlen, bint cached=Tr
     cdef sockaddr_in6 *a6
     cdef sockaddr_un *au
     cdef Py_ssize_t pathlen
+    cdef int n
     cdef size_t path_off = <size_t>(<char *>&(<sockaddr_un *>addr).sun_path[0] - <char *>addr)
     if addrlen == 0:
         return None  # no address (as CPython's makesockaddr gives)
@@ -201,9 +202,9 @@ cdef object sockaddr_to_python(sockaddr *addr, socklen_t addrlen, bint cached=Tr
             value = _addr_lookup(slot, key, 6)
             if value is not None:
                 return value
-        if inet_ntop(AF_INET, &a4.sin_addr, text, sizeof(text)) == NULL:
-            raise_errno(errno)
-        value = (text.decode("ascii"), ntohs(a4.sin_port))
+        # inet_ntop()'s text without its sprintf()
+        n = fs_format_ipv4(<const unsigned char *>&a4.sin_addr, text)
+        value = (text[:n].decode("ascii"), ntohs(a4.sin_port))
         if cached:
             _addr_store(slot, key, 6, value)
         return value
@@ -259,17 +260,30 @@ def accept(sock, cls=None):
     """
     cdef sockaddr_storage storage
     cdef socklen_t addrlen
-    cdef int lfd, cfd, err = 0
+    cdef int lfd, cfd, err = 0, family_c, stype, proto
+    cdef fs_sockobject *s
     cdef bint nonblock = cls is not None
     if type(sock) is not _socket_cls:
         return sock.accept()
-    timeout = sock.timeout
-    if timeout is not None and timeout != 0.0:
+    if _sio_layout_ok:
+        # the fields themselves: no Python calls (see _sio_check_layout)
+        s = <fs_sockobject *><PyObject *>sock
+        if s.sock_timeout > 0:
+            return sock.accept()
+        family_c = s.sock_family
+        stype = s.sock_type
+        proto = s.sock_proto
+        lfd = s.sock_fd
+    else:
+        timeout = sock.timeout
+        if timeout is not None and timeout != 0.0:
+            return sock.accept()
+        family_c = _sock_family_get(sock)
+        stype = _sock_type_get(sock)
+        proto = _sock_proto_get(sock)
+        lfd = sock.fileno()
+    if family_c != AF_INET and family_c != AF_INET6 and family_c != AF_UNIX:
         return sock.accept()
-    family = _sock_family_get(sock)
-    if family != AF_INET and family != AF_INET6 and family != AF_UNIX:
-        return sock.accept()
-    lfd = sock.fileno()
     while True:
         addrlen = sizeof(storage)
         memset(&storage, 0, sizeof(storage))
@@ -283,16 +297,15 @@ def accept(sock, cls=None):
             raise_errno(err)
         check_signals()
     try:
+        # (fileno passed by position: no keyword dict per call)
         if nonblock:
             # The type with SOCK_NONBLOCK makes the object's timeout 0.0
             # without asking the (already non-blocking) descriptor again.
-            conn = cls(family, _sock_type_get(sock) | _SOCK_NONBLOCK, _sock_proto_get(sock),
-                       fileno=cfd)
+            conn = cls(family_c, stype | _SOCK_NONBLOCK, proto, cfd)
             if not _SOCK_NONBLOCK:
                 _socket_cls.settimeout(conn, 0.0)
         else:
-            conn = _socket_cls(family, _sock_type_get(sock), _sock_proto_get(sock),
-                               fileno=cfd)
+            conn = _socket_cls(family_c, stype, proto, cfd)
     except BaseException:
         close(cfd)
         raise

@@ -172,6 +172,32 @@ static int fs_poll_ms(double seconds)
     return (int)ms + ((double)(int)ms < ms ? 1 : 0);
 }
 
+/* An IPv4 address (network order) in dotted-quad form, as inet_ntop()
+   writes it, without its sprintf(); returns the length (7..15).  out must
+   hold 16 bytes. */
+static int fs_format_ipv4(const unsigned char *b, char *out)
+{
+    char *p = out;
+    int i;
+    for (i = 0; i < 4; i++) {
+        unsigned v = b[i];
+        if (i)
+            *p++ = '.';
+        if (v >= 100) {
+            *p++ = (char)('0' + v / 100);
+            v %= 100;
+            *p++ = (char)('0' + v / 10);
+            v %= 10;
+        } else if (v >= 10) {
+            *p++ = (char)('0' + v / 10);
+            v %= 10;
+        }
+        *p++ = (char)('0' + v);
+    }
+    *p = '\0';
+    return (int)(p - out);
+}
+
 /* The leading fields of CPython's socket object (PySocketSockObject in
    Modules/socketmodule.h, the same from 3.7 through 3.13 on POSIX): the
    reader takes a plain socket.socket's descriptor and timeout from here

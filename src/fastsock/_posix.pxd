@@ -95,7 +95,10 @@ cdef extern from "_fastsock_compat.h" nogil:
     double fs_monotonic()
     int fs_heap_trim()
     int fs_poll_ms(double seconds)
+    int fs_format_ipv4(const unsigned char *b, char *out)
     ctypedef struct fs_sockobject:
         int sock_fd
         int sock_family
+        int sock_type
+        int sock_proto
         long long sock_timeout
