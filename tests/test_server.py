@@ -7,6 +7,7 @@ import sys
 import socketserver as stdlib_ss
 import threading
 import time
+import types
 
 import pytest
 
@@ -573,6 +574,91 @@ def test_thread_pool_reuses_workers(ss, kind):
     assert len(seen) == 1, seen
     assert stats["workers"] == 1 and stats["queued"] == 0, stats
     assert server.pool_stats["workers"] == 0  # joined on close
+
+
+class _AfterTCPServer(stdlib_ss.BaseServer):
+    """Marker base for a finish_request() that TCPServer's super() reaches."""
+
+
+@pytest.mark.parametrize("hook, where", [
+    (hook, where)
+    for hook in ["verify_request", "process_request", "process_request_thread",
+                 "finish_request", "shutdown_request", "close_request"]
+    for where in ["class", "instance"]
+] + [("finish_request after TCPServer", "class")])
+def test_thread_pool_calls_overridden_hooks(ss, hook, where):
+    # serve_forever() on a pool takes short paths while the hooks are the
+    # stock ones; any of them overridden -- in a subclass, on the instance,
+    # or after TCPServer in the MRO -- is called for every request, as
+    # ThreadingMixIn would.
+    import fastsock
+    calls = []
+    name = hook.split()[0]
+    pool_cls = type("ThreadPoolTCPServer", (fastsock.ThreadPoolTCPServer,), {"_core": ss.core})
+    bases = (pool_cls,)
+    if hook.endswith("after TCPServer"):
+        def finish_request(self, request, client_address):
+            calls.append(name)
+            ss.BaseServer.finish_request(self, request, client_address)
+        late = type("Late", (ss.BaseServer,), {"finish_request": finish_request})
+        bases = (fastsock.ThreadPoolMixIn, ss.TCPServer, late)
+    else:
+        original = getattr(pool_cls, name)
+
+        def wrapper(self, *args):
+            calls.append(name)
+            return original(self, *args)
+    cls = type("Server", bases, {"_core": ss.core})
+    if where == "class" and not hook.endswith("after TCPServer"):
+        setattr(cls, name, wrapper)
+    server = cls((HOST, 0), echo_handler(ss))
+    if where == "instance":
+        setattr(server, name, types.MethodType(wrapper, server))
+    with serving(server, poll_interval=0.05):
+        for i in range(3):
+            assert tcp_exchange(server.server_address, b"%d\n" % i) == b"%d\n" % i
+        deadline = time.monotonic() + 5     # close_request() may come after EOF
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        stats = server.stats()
+    assert calls == [name] * 3
+    assert (stats.accepted, stats.completed, stats.errors) == (3, 3, 0)
+
+
+def test_thread_pool_stock_path_errors_and_counts(ss, caplog):
+    # The short paths keep every count and the error path: a handler that
+    # raises goes to handle_error(request, client_address) on its worker,
+    # the connection is still shut down and closed, and the counts add up.
+    import fastsock
+    errors = []
+
+    class Server(fastsock.ThreadPoolTCPServer):
+        _core = ss.core
+
+        def handle_error(self, request, client_address):
+            errors.append((sys.exc_info()[0], type(request), client_address,
+                           threading.current_thread().name))
+
+    class Handler(ss.StreamRequestHandler):
+        def handle(self):
+            line = self.rfile.readline()
+            if line == b"fail\n":
+                raise ValueError("bad request")
+            self.wfile.write(line)
+
+    with serving(Server((HOST, 0), Handler), poll_interval=0.05) as server:
+        with socket.create_connection(server.server_address, timeout=10) as client:
+            client.sendall(b"fail\n")
+            assert recv_all(client) == b""          # closed after the error
+            port = client.getsockname()
+        for i in range(4):
+            assert tcp_exchange(server.server_address, b"%d\n" % i) == b"%d\n" % i
+        deadline = time.monotonic() + 5
+        while server.stats().completed < 5 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        stats = server.stats()
+    assert errors == [(ValueError, socket.socket, port, "fastsock-worker")]
+    assert (stats.accepted, stats.completed, stats.errors, stats.active) == (5, 5, 1, 0)
 
 
 def test_thread_pool_backpressure_never_drops(ss, backend_name):

@@ -1134,6 +1134,57 @@ class ThreadPoolMixIn(ThreadingMixIn):
         """Queue the request for a worker thread (blocks while the queue is full)."""
         self._pool().submit(request, client_address)
 
+    # While serve_forever() runs on a stream socket and the hooks between
+    # accepting and queueing are the stock ones: the pool, which
+    # _handle_request_noblock() hands connections to directly.
+    __direct = None
+
+    def serve_forever(self, poll_interval=0.5):
+        """Handle requests until shutdown() (see BaseServer.serve_forever)."""
+        pool = self._pool()
+        # Stream servers only (a datagram server's requests are not sockets).
+        stream = isinstance(self, TCPServer) and self._fastsock_pending is None
+        if stream and _stock_hooks(self, _POOL_DISPATCH_HOOKS):
+            self.__direct = pool
+        # Workers run a request straight (see _WorkerPool.work) while the
+        # hooks that process_request_thread() goes through are the stock
+        # ones -- TCPServer.finish_request()'s super() included.
+        pool.stock = stream and _stock_hooks(self, _POOL_WORKER_HOOKS) and getattr(
+            super(TCPServer, self).finish_request, "__func__", None) is BaseServer.finish_request
+        try:
+            super().serve_forever(poll_interval)
+        finally:
+            pool.stock = False
+            vars(self).pop("_ThreadPoolMixIn__direct", None)
+
+    def _handle_request_noblock(self):
+        """Handle one request without blocking (see BaseServer).
+
+        While serve_forever() runs and verify_request() and
+        process_request() are the stock ones, the connection goes to the
+        pool without the calls that would only pass it on: get_request(),
+        the counters and, if queueing fails, handle_error() and
+        shutdown_request() see the same calls in the same order.
+        """
+        pool = self.__direct
+        if pool is None:
+            return super()._handle_request_noblock()
+        try:
+            request, client_address = self.get_request()
+        except OSError:
+            self._fastsock_counters.accept_error()
+            return
+        self._fastsock_counters.accept()
+        try:
+            pool.submit(request, client_address)
+        except Exception:
+            self._fastsock_count_error()
+            self.handle_error(request, client_address)
+            self.shutdown_request(request)
+        except:
+            self.shutdown_request(request)
+            raise
+
     _fastsock_closer = "pool"
 
     def server_close(self):
@@ -1170,6 +1221,8 @@ class _WorkerPool:
     """
 
     _STOP = object()
+    #: set by serve_forever(): the server's hooks allow the inlined path
+    stock = False
 
     def __init__(self, server):
         self.server = server
@@ -1258,8 +1311,32 @@ class _WorkerPool:
                     self.queued -= 1
                     if self.room_waiters:
                         self.has_room.notify()
-                server.process_request_thread(*item)
+                request, client_address = item
                 del item
+                if self.stock and server.ssl_context is None:
+                    # process_request_thread() with the stock hooks, inlined:
+                    # finish_request() (the handler between the counters'
+                    # begin() and end()), handle_error() if it raised, then
+                    # shutdown_request()'s shutdown and close.
+                    counters = server._fastsock_counters
+                    counters.begin()
+                    try:
+                        try:
+                            server.RequestHandlerClass(request, client_address, server)
+                        finally:
+                            counters.end()
+                    except Exception:
+                        server._fastsock_count_error()
+                        server.handle_error(request, client_address)
+                    finally:
+                        try:
+                            request.shutdown(socket.SHUT_WR)
+                        except OSError:
+                            pass
+                        request.close()
+                else:
+                    server.process_request_thread(request, client_address)
+                del request, client_address
                 served += 1
                 limit = server.worker_max_requests
                 if limit and served >= limit and self._retire():
@@ -1305,6 +1382,23 @@ class _WorkerPool:
         with self.lock:
             return {"workers": len(self.workers), "idle": self.idle,
                     "queued": self.queued}
+
+
+def _stock_hooks(server, hooks):
+    # Whether every (name, owner) hook of *server* is owner's own: neither
+    # overridden in a subclass nor set on the instance.
+    instance = vars(server)
+    cls = type(server)
+    return all(name not in instance and getattr(cls, name, None) is getattr(owner, name)
+               for name, owner in hooks)
+
+
+# The hooks ThreadPoolMixIn's short paths stand for, and whose they must be.
+_POOL_DISPATCH_HOOKS = (("verify_request", BaseServer), ("_fastsock_dispatch", BaseServer),
+                        ("process_request", ThreadPoolMixIn), ("_pool", ThreadPoolMixIn))
+_POOL_WORKER_HOOKS = (("process_request_thread", ThreadingMixIn),
+                      ("finish_request", TCPServer), ("shutdown_request", TCPServer),
+                      ("close_request", TCPServer))
 
 
 if hasattr(os, "fork"):
