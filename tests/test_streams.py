@@ -423,6 +423,34 @@ TIMEOUT_CASES = [(bufsize, op) for bufsize in (-1, 0, 5)
                  if bufsize or op not in ("read1", "readinto1", "peek")]
 
 
+@pytest.mark.parametrize("method, kwargs", [
+    ("read", {"size": 1}), ("read", {"n": 1}), ("read1", {"size": 1}), ("read1", {"n": 1}),
+    ("peek", {"size": 1}), ("peek", {"n": 1}), ("readline", {"size": 1}),
+    ("readline", {"limit": 1}), ("readlines", {"hint": 1}),
+    ("readinto", {"buffer": bytearray(1)}), ("readinto", {"b": bytearray(1)}),
+    ("readinto1", {"buffer": bytearray(1)}), ("readinto1", {"b": bytearray(1)}),
+])
+def test_reader_arguments_are_positional_only(core, method, kwargs):
+    # As makefile('rb')'s BufferedReader: no keyword arguments, and the
+    # same call with the value by position works.
+    (a, b), (c, d) = socket.socketpair(), socket.socketpair()
+    with a, b, c, d:
+        b.sendall(b"xy\n" * 4)
+        d.sendall(b"xy\n" * 4)
+        theirs = a.makefile("rb")
+        ours = core.SocketReader(c, -1)
+        for reader in (theirs, ours):
+            with pytest.raises(TypeError):
+                getattr(reader, method)(**kwargs)
+        value, = kwargs.values()
+        if "readinto" in method:
+            mine, other = bytearray(1), bytearray(1)
+            assert getattr(ours, method)(mine) == getattr(theirs, method)(other) == 1
+            assert mine == other
+        else:
+            assert getattr(ours, method)(value)[:1] == getattr(theirs, method)(value)[:1]
+
+
 @pytest.mark.parametrize("bufsize,op", TIMEOUT_CASES)
 def test_timeout_then_timed_out_object(core, bufsize, op):
     def scenario(reader, sock, peer, record):

@@ -811,7 +811,7 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
 
     # -- reading -------------------------------------------------------------
 
-    def read(self, n=-1):
+    def read(self, n=-1, /):
         """Read up to n bytes (all until EOF when n is -1 or None); fewer only
         at EOF, or when a non-blocking socket has no more (None if none)."""
         cdef Py_ssize_t size = _sio_size_arg(n)
@@ -920,7 +920,7 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
         finally:
             _acc_clear(&acc)
 
-    def read1(self, Py_ssize_t n=-1):
+    def read1(self, Py_ssize_t n=-1, /):
         """Read up to n bytes with at most one read from the socket: the
         buffered bytes if there are any, else what one read returns."""
         cdef _sio_acc acc
@@ -949,12 +949,12 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
         finally:
             self._leave()
 
-    def readinto(self, b):
+    def readinto(self, b, /):
         """Read into the writable buffer b until it is full (or EOF, or a
         non-blocking socket has no more); the byte count, None if none."""
         return self._readinto(b, False, "readinto")
 
-    def readinto1(self, b):
+    def readinto1(self, b, /):
         """Read into b with at most one read from the socket; the byte
         count, None if a non-blocking socket has nothing."""
         return self._readinto(b, True, "readinto1")
@@ -1021,7 +1021,7 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
                 break
         return written
 
-    def peek(self, Py_ssize_t n=0):
+    def peek(self, Py_ssize_t n=0, /):
         """Return buffered bytes without consuming them, reading the socket
         once if nothing is buffered (unbuffered: one MSG_PEEK read of up to
         n bytes, or io.DEFAULT_BUFFER_SIZE when n <= 0)."""
@@ -1059,7 +1059,7 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
     # through _readline_entry.
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
-    def readline(self, limit=-1):
+    def readline(self, limit=-1, /):
         """Read up to and including the next b'\\n', at most limit bytes when
         limit >= 0; what remains at EOF (b'' at EOF)."""
         cdef Py_ssize_t n = -1, k
@@ -1216,7 +1216,7 @@ Binary read stream over a connected socket: what ``sock.makefile('rb',
         finally:
             _acc_clear(&acc)
 
-    def readlines(self, hint=-1):
+    def readlines(self, hint=-1, /):
         """Read lines until EOF, or until their total length exceeds hint
         when hint > 0."""
         cdef Py_ssize_t limit = _sio_size_arg(hint)
@@ -1832,16 +1832,16 @@ Binary write stream over a connected socket.  With *bufsize* 0 (the
             raise ValueError("I/O operation on closed socket.")
         return False
 
-    def read(self, n=-1):
+    def read(self, n=-1, /):
         raise _sio_unsupported("read")
 
-    def read1(self, n=-1):
+    def read1(self, n=-1, /):
         raise _sio_unsupported("read1")
 
-    def readinto(self, b):
+    def readinto(self, b, /):
         raise _sio_unsupported("read")
 
-    def readline(self, limit=-1):
+    def readline(self, limit=-1, /):
         raise _sio_unsupported("read")
 
     def __enter__(self):

@@ -370,7 +370,7 @@ class SocketReader(_Locked):
 
     # -- reading -------------------------------------------------------------
 
-    def read(self, n=-1):
+    def read(self, n=-1, /):
         """Read up to n bytes (all until EOF when n is -1 or None); fewer only
         at EOF, or when a non-blocking socket has no more (None if none)."""
         n = _size_arg(n)
@@ -447,7 +447,7 @@ class SocketReader(_Locked):
             return bytes(view[:written])
         return None
 
-    def read1(self, n=-1):
+    def read1(self, n=-1, /):
         """Read up to n bytes with at most one read from the socket: the
         buffered bytes if there are any, else what one read returns."""
         n = _operator.index(n)
@@ -466,12 +466,12 @@ class SocketReader(_Locked):
         finally:
             self._leave()
 
-    def readinto(self, b):
+    def readinto(self, b, /):
         """Read into the writable buffer b until it is full (or EOF, or a
         non-blocking socket has no more); the byte count, None if none."""
         return self._readinto(b, False, "readinto")
 
-    def readinto1(self, b):
+    def readinto1(self, b, /):
         """Read into b with at most one read from the socket; the byte
         count, None if a non-blocking socket has nothing."""
         return self._readinto(b, True, "readinto1")
@@ -529,7 +529,7 @@ class SocketReader(_Locked):
                 break
         return written
 
-    def peek(self, n=0):
+    def peek(self, n=0, /):
         """Return buffered bytes without consuming them, reading the socket
         once if nothing is buffered (unbuffered: one MSG_PEEK read of up to
         n bytes, or io.DEFAULT_BUFFER_SIZE when n <= 0)."""
@@ -552,7 +552,7 @@ class SocketReader(_Locked):
 
     # self positional-only, as in the compiled core (a plain method
     # descriptor there: no bound-method object per call).
-    def readline(self, /, limit=-1):
+    def readline(self, limit=-1, /):
         """Read up to and including the next b'\\n', at most limit bytes when
         limit >= 0; what remains at EOF (b'' at EOF)."""
         limit = _size_arg(limit)
@@ -671,7 +671,7 @@ class SocketReader(_Locked):
                 break
         return bytes(line)
 
-    def readlines(self, hint=-1):
+    def readlines(self, hint=-1, /):
         """Read lines until EOF, or until their total length exceeds hint
         when hint > 0."""
         hint = _size_arg(hint)
@@ -1284,16 +1284,16 @@ class SocketWriter(_Locked):
             raise ValueError("I/O operation on closed socket.")
         return False
 
-    def read(self, n=-1):
+    def read(self, n=-1, /):
         raise _UnsupportedOperation("read")
 
-    def read1(self, n=-1):
+    def read1(self, n=-1, /):
         raise _UnsupportedOperation("read1")
 
-    def readinto(self, b):
+    def readinto(self, b, /):
         raise _UnsupportedOperation("read")
 
-    def readline(self, limit=-1):
+    def readline(self, limit=-1, /):
         raise _UnsupportedOperation("read")
 
     def seek(self, pos, whence=0):
