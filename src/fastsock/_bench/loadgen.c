@@ -459,7 +459,9 @@ static void start_connect(struct conn *c)
         conn_backoff(c, 10000000ull);
         return;
     }
-    if (type == SOCK_STREAM && g_target.family != AF_UNIX) {
+    if (type == SOCK_STREAM && g_target.family != AF_UNIX && O.mode != M_SHORT) {
+        /* (a short connection sends its one line first thing: Nagle never
+         * holds it, and the system call is saved) */
         int one = 1;
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
