@@ -757,8 +757,9 @@ def test_peer_addresses_many_peers(core, family):
             peer.close()
 
 
+@pytest.mark.parametrize("actions_on", ["class", "instance"])
 @pytest.mark.parametrize("reply_batch", [1, 8])
-def test_batch_in_a_row_matches_stdlib(ss, reply_batch):
+def test_batch_in_a_row_matches_stdlib(ss, reply_batch, actions_on):
     # With the stock hooks, serve_forever handles a received batch in a row
     # (UDPServer._fastsock_drain): per datagram the handler, handle_error()
     # when it raises, service_actions(), and no datagram after the loop was
@@ -779,10 +780,12 @@ def test_batch_in_a_row_matches_stdlib(ss, reply_batch):
             def handle_error(self, request, client_address):
                 calls.append(("error", request[0]))
 
-            def service_actions(self):
-                calls.append(("service",))
+        if actions_on == "class":
+            Server.service_actions = lambda self: calls.append(("service",))
 
         with Server((HOST, 0), Handler) as server, client_socket() as client:
+            if actions_on == "instance":
+                server.service_actions = lambda: calls.append(("service",))
             for data in (b"a", b"boom", b"b", b"stop", b"c"):
                 client.sendto(data, server.server_address)
             time.sleep(0.1)

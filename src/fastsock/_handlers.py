@@ -180,9 +180,11 @@ class DatagramRequestHandler(BaseRequestHandler):
     def finish(self):
         reply = self.wfile.getvalue()
         self._sendto(self.socket, reply, self.client_address)   # self.socket.sendto(...)
-        counters = getattr(self.server, "_fastsock_counters", None)
-        if counters is not None:
-            counters.add_bytes(len(self.packet), len(reply))
+        try:
+            counters = self.server._fastsock_counters
+        except AttributeError:
+            return      # not a fastsock server: no stats
+        counters.add_bytes(len(self.packet), len(reply))
 
 
 def _count_bytes(server, rfile, wfile):

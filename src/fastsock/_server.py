@@ -604,6 +604,7 @@ class UDPServer(TCPServer):
     _PLAIN_HOOKS = ("verify_request", "process_request", "finish_request",
                     "shutdown_request", "close_request")
     __plain = False
+    __actions = True      # __drain calls service_actions() (False: it is the no-op)
     __speculate = False   # serve_forever with the stdlib get_request: try receiving before waiting
     __spec = False
 
@@ -648,6 +649,10 @@ class UDPServer(TCPServer):
         # in the same order, and the same shutdown check before the next.
         pending = self.__pending
         counters = self._fastsock_counters
+        # service_actions() after every datagram, as the loop calls it --
+        # unless it is BaseServer's, which does nothing (decided, as the
+        # other hooks, when serve_forever() starts).
+        actions = self.__actions
         while pending and self.__pending is pending:
             data, client_address = pending.popleft()
             request = (data, self.socket)
@@ -662,7 +667,8 @@ class UDPServer(TCPServer):
                 self.handle_error(request, client_address)
             else:
                 counters.end()
-            self.service_actions()
+            if actions:
+                self.service_actions()
             if self._BaseServer__shutdown_request:
                 return
 
@@ -678,6 +684,8 @@ class UDPServer(TCPServer):
         self.__speculate = self.__spec = (
             start and "get_request" not in instance and cls.get_request is UDPServer.get_request)
         if self.__plain and self.__speculate:
+            self.__actions = ("service_actions" in instance
+                              or cls.service_actions is not BaseServer.service_actions)
             instance["_fastsock_drain"] = self.__drain
         else:
             instance.pop("_fastsock_drain", None)
