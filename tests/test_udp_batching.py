@@ -78,6 +78,48 @@ def test_send_batch_in_order_and_partial_on_error(core):
         assert drain(b, 2) == [b"first", b"third"]
 
 
+def test_send_batch_runs_to_one_peer_arrive_as_sent(core):
+    # The compiled core sends consecutive datagrams to one address as one
+    # GSO message when it can: every peer must still receive exactly its
+    # datagrams, one by one, in order -- runs of equal sizes, a shorter one
+    # ending a run, a longer one starting the next, empty datagrams, runs
+    # past 64 datagrams and past 64 KiB, peers taking turns.
+    with client_socket() as a, client_socket() as b, client_socket() as c:
+        for sock in (b, c):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+        a.settimeout(None)      # (with a timeout the socket's own sendto is used)
+        pb, pc = b.getsockname(), c.getsockname()
+        items = [(b"%03d" % i + b"." * 61, pb) for i in range(70)]          # 70 x 64
+        items += [(b"short", pb), (b"L" * 100, pb), (b"L" * 100, pb), (b"", pb)]
+        items += [(b"p" * 64, pb), (b"q" * 5, pb), (b"r" * 64, pb), (b"s" * 64, pb)]
+        items += [(b"%02d" % i + b"#" * 3998, pc) for i in range(20)]     # 80 KB
+        for i in range(30):                                                # turns
+            items.append((b"b%02d" % i, pb))
+            items.append((b"c%02d" % i, pc))
+        items += [(b"x" * 64, pb)] * 3 + [(b"y" * 64, pc)] * 3 + [(b"z" * 10, pb)]
+        sent = 0
+        while sent < len(items):
+            n = core.send_batch(a, items, sent)
+            assert 1 <= n <= 64
+            sent += n
+        for peer, sock in ((pb, b), (pc, c)):
+            expected = [data for data, address in items if address == peer]
+            assert [sock.recv(70000) for _ in expected] == expected
+        b.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            b.recv(10)                      # nothing more (no merged datagrams)
+        # A run that cannot be sent (port 0: EINVAL) fails one datagram at a
+        # time, as sendto() would; what follows is sent.
+        b.setblocking(True)
+        items = [(b"v" * 30000, (HOST, 0))] * 2 + [(b"ok", pb)]
+        for start in (0, 1):
+            with pytest.raises(OSError) as info:
+                core.send_batch(a, items, start)
+            assert info.value.errno == errno.EINVAL
+        assert core.send_batch(a, items, 2) == 1
+        assert b.recv(100) == b"ok"
+
+
 def test_send_batch_falls_back_to_sendto(core):
     with client_socket() as a, client_socket() as b:
         port = b.getsockname()[1]

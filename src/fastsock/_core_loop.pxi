@@ -475,17 +475,34 @@ cdef extern from *:
     /* Send n datagrams, in order: bufs[i] (lens[i] bytes) to addrs[i]
        (addrlens[i]).  Returns how many were sent (>= 1; fewer than n when
        one fails or, with MSG_DONTWAIT, the buffer fills), or -1 with errno
-       set when the first one could not be sent. */
-    static int fs_send_batch(int fd, int flags, char **bufs, size_t *lens,
+       set when the first one could not be sent.
+
+       Linux: one sendmmsg().  Consecutive IPv4/IPv6 datagrams to the same
+       address, all of one size but the last (which may be shorter), go as
+       one message with UDP_SEGMENT (GSO): the kernel routes, allocates and
+       copies once for the run and still delivers separate datagrams, in
+       order.  When such a message is the first and fails, the call sends
+       without GSO instead, so a failure is always that of one datagram.  A
+       kernel without UDP_SEGMENT turns it off for the process; EINVAL (a
+       segment larger than the route's MTU, say) for that size and larger. */
+    #if defined(__linux__)
+    #include <netinet/udp.h>
+    #ifndef UDP_SEGMENT
+    #define UDP_SEGMENT 103
+    #endif
+    #ifndef SOL_UDP
+    #define SOL_UDP 17
+    #endif
+    static int fs_gso_ok = 1;
+    static size_t fs_gso_max_seg = 65535;  /* lowered by EINVAL (MTU) */
+    #define FS_GSO_MAX_BYTES 65000
+    static int fs_send_plain(int fd, int flags, char **bufs, size_t *lens,
                              struct sockaddr_storage *addrs, socklen_t *addrlens,
                              unsigned int n)
     {
         unsigned int i;
-    #if defined(__linux__)
         struct mmsghdr msgs[64];
         struct iovec iov[64];
-        if (n > 64)
-            n = 64;
         for (i = 0; i < n; i++) {
             iov[i].iov_base = bufs[i];
             iov[i].iov_len = lens[i];
@@ -496,6 +513,78 @@ cdef extern from *:
             msgs[i].msg_hdr.msg_iovlen = 1;
         }
         return sendmmsg(fd, msgs, n, flags | MSG_NOSIGNAL);
+    }
+    #endif
+    static int fs_send_batch(int fd, int flags, char **bufs, size_t *lens,
+                             struct sockaddr_storage *addrs, socklen_t *addrlens,
+                             unsigned int n)
+    {
+        unsigned int i;
+    #if defined(__linux__)
+        struct mmsghdr msgs[64];
+        struct iovec iov[64];
+        unsigned int runs[64];            /* datagrams in each message */
+        union { char buf[CMSG_SPACE(sizeof(uint16_t))]; struct cmsghdr align; } ctrl[64];
+        unsigned int m = 0, j, grouped = 0;
+        int r;
+        if (n > 64)
+            n = 64;
+        if (!fs_gso_ok)
+            return fs_send_plain(fd, flags, bufs, lens, addrs, addrlens, n);
+        for (i = 0; i < n; i = j) {
+            size_t seg = lens[i], total = lens[i];
+            int family = addrs[i].ss_family;
+            j = i + 1;
+            if ((family == AF_INET || family == AF_INET6) && seg > 0
+                    && seg <= fs_gso_max_seg) {
+                while (j < n && addrlens[j] == addrlens[i]
+                       && lens[j] > 0 && lens[j] <= seg
+                       && total + lens[j] <= FS_GSO_MAX_BYTES
+                       && memcmp(&addrs[j], &addrs[i], addrlens[i]) == 0) {
+                    total += lens[j];
+                    j++;
+                    if (lens[j - 1] < seg)
+                        break;            /* a shorter one ends the run */
+                }
+            }
+            for (unsigned int k = i; k < j; k++) {
+                iov[k].iov_base = bufs[k];
+                iov[k].iov_len = lens[k];
+            }
+            memset(&msgs[m], 0, sizeof(msgs[m]));
+            msgs[m].msg_hdr.msg_name = &addrs[i];
+            msgs[m].msg_hdr.msg_namelen = addrlens[i];
+            msgs[m].msg_hdr.msg_iov = &iov[i];
+            msgs[m].msg_hdr.msg_iovlen = j - i;
+            if (j - i > 1) {
+                struct cmsghdr *cm;
+                uint16_t gso = (uint16_t)seg;
+                msgs[m].msg_hdr.msg_control = ctrl[m].buf;
+                msgs[m].msg_hdr.msg_controllen = sizeof(ctrl[m].buf);
+                cm = CMSG_FIRSTHDR(&msgs[m].msg_hdr);
+                cm->cmsg_level = SOL_UDP;
+                cm->cmsg_type = UDP_SEGMENT;
+                cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+                memcpy(CMSG_DATA(cm), &gso, sizeof(gso));
+                grouped = 1;
+            }
+            runs[m++] = j - i;
+        }
+        if (!grouped)
+            return fs_send_plain(fd, flags, bufs, lens, addrs, addrlens, n);
+        r = sendmmsg(fd, msgs, m, flags | MSG_NOSIGNAL);
+        if (r < 0) {
+            if (runs[0] == 1)
+                return -1;                /* a plain datagram's own error */
+            if (errno == ENOPROTOOPT || errno == EOPNOTSUPP || errno == EIO)
+                fs_gso_ok = 0;            /* no UDP GSO in this kernel */
+            else if (errno == EINVAL && lens[0] > 1)
+                fs_gso_max_seg = lens[0] - 1;   /* a segment over the MTU, say */
+            return fs_send_plain(fd, flags, bufs, lens, addrs, addrlens, n);
+        }
+        for (i = 0, j = 0; i < (unsigned int)r; i++)
+            j += runs[i];
+        return (int)j;
     #else
         for (i = 0; i < n; i++) {
             if (sendto(fd, bufs[i], lens[i], flags | MSG_NOSIGNAL,
@@ -599,7 +688,8 @@ cdef bint _fill_sockaddr(int family, object address, sockaddr_storage *out,
 def send_batch(sock, list items, Py_ssize_t start=0):
     """Send ``items[start:]``, a list of ``(data, address)``, in order, as
     ``sock.sendto(data, address)`` each would (``sendmmsg`` on Linux: up to
-    64 datagrams per system call).
+    64 datagrams per system call, a run of them to one address as one
+    ``UDP_SEGMENT`` message where it can; see fs_send_batch).
 
     Returns how many were sent from *start* on: at least 1, fewer than all
     when one could not be sent -- call again from there, and that call

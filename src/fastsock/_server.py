@@ -543,7 +543,9 @@ class UDPServer(TCPServer):
     #: requests (a reply never waits for a later request), before any other
     #: method of that socket runs in that thread (so handler and hook code
     #: using the socket sees its earlier sends done), and when
-    #: serve_forever() returns.  Sends from other threads (ThreadingMixIn,
+    #: serve_forever() returns (on Linux, consecutive ones to one address,
+    #: of one size but the last, as one UDP_SEGMENT message; the peer still
+    #: receives them one by one).  Sends from other threads (ThreadingMixIn,
     #: ThreadPoolMixIn handlers), forked children and ``handle_request()``
     #: are not deferred.  What changes: ``type(server.socket)``, and a send
     #: that fails once queued is reported to ``handle_error((data, socket),
