@@ -17,7 +17,7 @@ Implementations (``IMPLS``):
                      ``ThreadPoolTCPServer`` for streams (only when that class
                      exists), ``fastsock.http.HTTPServer`` for HTTP, and
                      ``UDPServer`` with ``reply_batch = 8`` (replies sent with
-                     ``sendmmsg``) for UDP
+                     ``sendmmsg``, runs to one peer as one GSO message) for UDP
 ``fastsock-greenlet`` ``GreenletTCPServer`` (``GreenletUnixStreamServer`` on a
                      unix socket) on the active backend: every connection in a
                      greenlet of one epoll loop; stream kinds only
