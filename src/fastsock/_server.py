@@ -252,15 +252,20 @@ class BaseServer:
             try:
                 self.process_request(request, client_address)
             except Exception:
-                self._fastsock_count_error()
-                self.handle_error(request, client_address)
-                self.shutdown_request(request)
+                self._fastsock_process_failed(request, client_address)
             except:
                 self.shutdown_request(request)
                 raise
         else:
             counters.reject_verify()
             self.shutdown_request(request)
+
+    def _fastsock_process_failed(self, request, client_address):
+        # process_request() (or the pool's queue) raised an Exception for an
+        # accepted request; called in the except block: count, report, close.
+        self._fastsock_count_error()
+        self.handle_error(request, client_address)
+        self.shutdown_request(request)
 
     def handle_timeout(self):
         """Called when handle_request() times out.  May be overridden."""
@@ -1188,9 +1193,7 @@ class ThreadPoolMixIn(ThreadingMixIn):
         try:
             pool.submit(request, client_address)
         except Exception:
-            self._fastsock_count_error()
-            self.handle_error(request, client_address)
-            self.shutdown_request(request)
+            self._fastsock_process_failed(request, client_address)
         except:
             self.shutdown_request(request)
             raise
