@@ -525,7 +525,7 @@ cdef extern from *:
         struct iovec iov[64];
         unsigned int runs[64];            /* datagrams in each message */
         union { char buf[CMSG_SPACE(sizeof(uint16_t))]; struct cmsghdr align; } ctrl[64];
-        unsigned int m = 0, j, grouped = 0;
+        unsigned int m = 0, j;
         int r;
         if (n > 64)
             n = 64;
@@ -566,12 +566,10 @@ cdef extern from *:
                 cm->cmsg_type = UDP_SEGMENT;
                 cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
                 memcpy(CMSG_DATA(cm), &gso, sizeof(gso));
-                grouped = 1;
             }
             runs[m++] = j - i;
         }
-        if (!grouped)
-            return fs_send_plain(fd, flags, bufs, lens, addrs, addrlens, n);
+        /* (with no run, msgs are exactly the plain ones: one datagram each) */
         r = sendmmsg(fd, msgs, m, flags | MSG_NOSIGNAL);
         if (r < 0) {
             if (runs[0] == 1)
