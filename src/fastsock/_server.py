@@ -683,16 +683,13 @@ class UDPServer(TCPServer):
         # serve_forever() starts (True) or ends (False): decide whether
         # _handle_request_noblock() may take its short path, and open or
         # close the window in which this thread's replies may be queued.
-        cls = type(self)
         instance = vars(self)
-        self.__plain = start and not any(
-            name in instance or getattr(cls, name) is not getattr(UDPServer, name)
-            for name in self._PLAIN_HOOKS)
+        self.__plain = start and _stock_hooks(
+            self, [(name, UDPServer) for name in self._PLAIN_HOOKS])
         self.__speculate = self.__spec = (
-            start and "get_request" not in instance and cls.get_request is UDPServer.get_request)
+            start and _stock_hooks(self, (("get_request", UDPServer),)))
         if self.__plain and self.__speculate:
-            self.__actions = ("service_actions" in instance
-                              or cls.service_actions is not BaseServer.service_actions)
+            self.__actions = not _stock_hooks(self, (("service_actions", BaseServer),))
             instance["_fastsock_drain"] = self.__drain
         else:
             instance.pop("_fastsock_drain", None)
@@ -1399,7 +1396,8 @@ class _WorkerPool:
 
 def _stock_hooks(server, hooks):
     # Whether every (name, owner) hook of *server* is owner's own: neither
-    # overridden in a subclass nor set on the instance.
+    # overridden in a subclass nor set on the instance (the short paths of
+    # UDPServer and ThreadPoolMixIn decide with it when serve_forever starts).
     instance = vars(server)
     cls = type(server)
     return all(name not in instance and getattr(cls, name, None) is getattr(owner, name)
