@@ -550,8 +550,8 @@ class SocketReader(_Locked):
         finally:
             self._leave()
 
-    # self positional-only, as in the compiled core (a plain method
-    # descriptor there: no bound-method object per call).
+    # Arguments by position only, as makefile's BufferedReader and the
+    # compiled core take them.
     def readline(self, limit=-1, /):
         """Read up to and including the next b'\\n', at most limit bytes when
         limit >= 0; what remains at EOF (b'' at EOF)."""
