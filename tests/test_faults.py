@@ -18,7 +18,7 @@ class Handler(fastsock.StreamRequestHandler):
     def handle(self):
         self.wfile.write(self.rfile.readline())
 
-class Server(fastsock.ThreadingTCPServer):
+class Server(getattr(fastsock, sys.argv[3])):
     request_queue_size = 128
     daemon_threads = True
 
@@ -34,10 +34,12 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def test_emfile_backs_off_and_recovers(backend_name):
+@pytest.mark.parametrize("kind", ["ThreadingTCPServer", "ThreadPoolTCPServer"])
+def test_emfile_backs_off_and_recovers(backend_name, kind):
+    # (on the pool, its workers accept by themselves: see _WorkerPool.lead)
     limit = 40
     env = dict(os.environ, FASTSOCK_PURE="1" if backend_name == "python" else "0")
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, backend_name, str(limit)],
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, backend_name, str(limit), kind],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     clients = []
     try:

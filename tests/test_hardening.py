@@ -516,7 +516,10 @@ def test_thousands_of_short_connections(ss, kind, total):
                     workers = server.pool_stats["workers"] if "Pool" in kind else 0
                     wait_until(lambda: threading.active_count() <= base_threads + 3 + workers,
                                what="the handler threads to exit", timeout=30)
-                    wait_until(lambda: fd_count() <= base_fds + 2, what="fds to close", timeout=30)
+                    # (a pool's waiting workers hold an epoll set each, at
+                    # most one per worker: see _AcceptSession.wait)
+                    wait_until(lambda: fd_count() <= base_fds + 2 + workers,
+                               what="fds to close", timeout=30)
                     samples.append((fd_count(), threading.active_count(), workers))
             if "Threading" in kind:
                 assert len(server._threads or ()) <= 64
@@ -525,7 +528,7 @@ def test_thousands_of_short_connections(ss, kind, total):
             os.unlink(path)
     # No growth from batch to batch (the slack: the good client's connection,
     # and its handler thread, may be open at either sample).
-    assert samples[-1][0] <= samples[0][0] + 2, samples
+    assert samples[-1][0] - samples[-1][2] <= samples[0][0] - samples[0][2] + 2, samples
     if "Pool" in kind:
         assert samples[-1][2] <= 24, samples      # a handful of workers, not 512
     else:

@@ -191,9 +191,23 @@ def test_forking_counts_failed_children(ss):
     assert stats.errors == 2 and stats.active == 0
 
 
-def test_pool_gauges_while_busy(ss):
+def _queue_path(server_cls):
+    # An overridden verify_request(): connections go through the serve loop
+    # and the pool's queue instead of the workers accepting them.
+    def verify_request(self, request, client_address):
+        return True
+    return type(server_cls.__name__, (server_cls,), {"verify_request": verify_request})
+
+
+@pytest.mark.parametrize("path", ["workers accept", "queue"])
+def test_pool_gauges_while_busy(ss, path):
     release = threading.Event()
     cls = server_class(ss, "ThreadPoolTCPServer", max_workers=2, max_queue=4)
+    if path == "queue":
+        cls = _queue_path(cls)
+    # Two busy workers; the other three clients wait in the pool's queue,
+    # or, when the workers accept by themselves, in the listen backlog.
+    want = (5, 2, 3, 2, 0) if path == "queue" else (2, 2, 0, 2, 0)
 
     class Handler(ss.StreamRequestHandler):
         def handle(self):
@@ -212,11 +226,14 @@ def test_pool_gauges_while_busy(ss):
             deadline = time.monotonic() + 20
             while True:
                 stats = server.stats()
-                if (stats.active, stats.queued) == (2, 3) or time.monotonic() > deadline:
+                if (stats.accepted, stats.active, stats.queued) == want[:3] or \
+                        time.monotonic() > deadline:
                     break
                 time.sleep(0.01)
+            time.sleep(0.1)     # (nothing more may come)
+            stats = server.stats()
             assert (stats.accepted, stats.active, stats.queued, stats.workers,
-                    stats.idle_workers) == (5, 2, 3, 2, 0), stats
+                    stats.idle_workers) == want, stats
             release.set()
             for sock in socks:
                 assert recv_all(sock) == b"done\n"

@@ -21,7 +21,8 @@ from fastsock._posix cimport *
 import io
 import socket as _socket_module
 
-__all__ = ["READY", "WOKEN", "INVALID", "Waker", "wait_readable", "accept", "recvfrom",
+__all__ = ["READY", "WOKEN", "INVALID", "Waker", "wait_readable", "accept", "accept_nowait",
+           "recvfrom",
            "DatagramReceiver", "send_batch", "sendto", "trim_heap", "SocketReader", "SocketWriter", "Counters",
            "Hub"]
 

@@ -243,6 +243,23 @@ from os import fsdecode as _fsdecode
 cdef int _SOCK_NONBLOCK = getattr(_socket_module, "SOCK_NONBLOCK", 0)
 
 
+def accept_nowait(sock, cls, gate):
+    """A connection already waiting on the listening socket *sock*, as
+    ``accept(sock, cls)`` gives it, or None when there is none -- or when
+    ``gate.open`` is false.
+
+    For the workers of a thread pool that accept by themselves, on a
+    descriptor made non-blocking (the socket object's timeout is None or
+    0.0).  The check of *gate* and the accept() run with the GIL held, so
+    nothing the GIL orders (the pool making the descriptor blocking again
+    after closing the gate) comes between them; a non-blocking accept()
+    does not wait, and holding the GIL through it saves a hand-off.
+    """
+    if not gate.open:
+        return None
+    return _accept(sock, cls, True)
+
+
 def accept(sock, cls=None):
     """Accept a connection on the listening socket *sock*.
 
@@ -258,18 +275,31 @@ def accept(sock, cls=None):
     accept and the object, no further system call.  On the
     ``sock.accept()`` path *conn* is the plain socket that gives.
     """
+    return _accept(sock, cls, False)
+
+
+cdef object _accept_other(sock, bint nowait):
+    # What the C path does not take: sock.accept(), which may wait.
+    if nowait:
+        raise ValueError("accept_nowait() takes a plain AF_INET, AF_INET6 or "
+                         "AF_UNIX socket.socket without a timeout")
+    return sock.accept()
+
+
+cdef object _accept(sock, cls, bint nowait):
+    # nowait: the GIL held, None for EAGAIN (see accept_nowait)
     cdef sockaddr_storage storage
     cdef socklen_t addrlen
     cdef int lfd, cfd, err = 0, family_c, stype, proto
     cdef fs_sockobject *s
     cdef bint nonblock = cls is not None
     if type(sock) is not _socket_cls:
-        return sock.accept()
+        return _accept_other(sock, nowait)
     if _sio_layout_ok:
         # the fields themselves: no Python calls (see _sio_check_layout)
         s = <fs_sockobject *><PyObject *>sock
         if s.sock_timeout > 0:
-            return sock.accept()
+            return _accept_other(sock, nowait)
         family_c = s.sock_family
         stype = s.sock_type
         proto = s.sock_proto
@@ -277,20 +307,27 @@ def accept(sock, cls=None):
     else:
         timeout = sock.timeout
         if timeout is not None and timeout != 0.0:
-            return sock.accept()
+            return _accept_other(sock, nowait)
         family_c = _sock_family_get(sock)
         stype = _sock_type_get(sock)
         proto = _sock_proto_get(sock)
         lfd = sock.fileno()
     if family_c != AF_INET and family_c != AF_INET6 and family_c != AF_UNIX:
-        return sock.accept()
+        return _accept_other(sock, nowait)
     while True:
         addrlen = sizeof(storage)
         memset(&storage, 0, sizeof(storage))
-        with nogil:
+        if nowait:
             cfd = fs_accept_flags(lfd, <sockaddr *>&storage, &addrlen, nonblock)
             if cfd < 0:
                 err = errno
+                if would_block(err):
+                    return None
+        else:
+            with nogil:
+                cfd = fs_accept_flags(lfd, <sockaddr *>&storage, &addrlen, nonblock)
+                if cfd < 0:
+                    err = errno
         if cfd >= 0:
             break
         if err != EINTR:

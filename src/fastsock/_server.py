@@ -119,9 +119,11 @@ class BaseServer:
             self.__waker = waker
         pending = None
         try:
-            fd = self.fileno()
             wfd = waker.fileno()
             wait = core.wait_readable
+            # A thread pool whose workers accept by themselves: this loop
+            # only waits for shutdown() and runs service_actions().
+            fd = self.fileno() if self._fastsock_listen else -1
             # None except for datagram servers (datagrams already received).
             pending = self._fastsock_pending
             if pending is not None:
@@ -136,8 +138,10 @@ class BaseServer:
                         drain()
                         continue
                     ready = core.READY
-                else:
+                elif fd >= 0:
                     ready = wait(fd, wfd, poll_interval)
+                else:
+                    ready = core.WOKEN if wait(wfd, -1, poll_interval) else 0
                 # bpo-35017: shutdown() may have been called during the wait;
                 # do not accept a new request after it.
                 if self.__shutdown_request:
@@ -192,6 +196,8 @@ class BaseServer:
     #: which skip the call.
     _fastsock_pending = None
     _fastsock_drain = None
+    #: False while ThreadPoolMixIn's workers accept connections themselves
+    _fastsock_listen = True
 
     # The distinction between handling, getting, processing and finishing a
     # request is fairly arbitrary.  Remember:
@@ -443,9 +449,12 @@ class TCPServer(BaseServer):
                 self._accept_backoff(exc)
             raise
         if self.__backoff:
-            self.__backoff = 0.0
-            logger.warning("accepting connections again on %s", self.server_address)
+            self._fastsock_accepting_again()
         return request
+
+    def _fastsock_accepting_again(self):
+        self.__backoff = 0.0
+        logger.warning("accepting connections again on %s", self.server_address)
 
     __backoff = 0.0
     #: the socket.socket subclass get_request() builds connections of, in
@@ -1075,7 +1084,10 @@ class ThreadPoolMixIn(ThreadingMixIn):
     queue of at most ``max_queue`` requests; while the queue is full,
     ``process_request()`` blocks, so the serve loop stops accepting (the
     listen backlog holds new clients) -- an accepted connection is never
-    dropped.
+    dropped.  While serve_forever() runs with the stock hooks on a plain
+    listening socket, the workers accept connections themselves instead of
+    the serve loop, and with every worker busy new clients wait in the
+    listen backlog (see _WorkerPool.lead and docs/guide.md).
 
     A handler occupies its worker for the whole connection, so
     ``max_workers`` bounds the connections served at once; the default
@@ -1119,6 +1131,9 @@ class ThreadPoolMixIn(ThreadingMixIn):
         """Called by serve_forever() on every loop turn: trims the heap every
         ``heap_trim_interval`` seconds (call super() when overriding)."""
         super().service_actions()
+        pool = vars(self).get("_fastsock_pool")
+        if pool is not None and pool.session is not None:
+            pool.check_stuck()
         interval = self.heap_trim_interval
         if interval:
             now = monotonic()
@@ -1156,18 +1171,32 @@ class ThreadPoolMixIn(ThreadingMixIn):
         pool = self._pool()
         # Stream servers only (a datagram server's requests are not sockets).
         stream = isinstance(self, TCPServer) and self._fastsock_pending is None
-        if stream and _stock_hooks(self, _POOL_DISPATCH_HOOKS):
-            self.__direct = pool
+        direct = stream and _stock_hooks(self, _POOL_DISPATCH_HOOKS)
         # Workers run a request straight (see _WorkerPool.work) while the
         # hooks that process_request_thread() goes through are the stock
         # ones -- TCPServer.finish_request()'s super() included.
         pool.stock = stream and _stock_hooks(self, _POOL_WORKER_HOOKS) and getattr(
             super(TCPServer, self).finish_request, "__func__", None) is BaseServer.finish_request
+        # Every hook between accept() and the handler the stock one: the
+        # workers accept by themselves (see _WorkerPool.lead), and this
+        # loop only waits for shutdown().
+        session = None
+        if direct and pool.stock and _stock_hooks(self, _POOL_ACCEPT_HOOKS):
+            session = pool.open_session()
+        if session is not None:
+            self._fastsock_listen = False
+        elif direct:
+            self.__direct = pool
         try:
             super().serve_forever(poll_interval)
         finally:
-            pool.stock = False
-            vars(self).pop("_ThreadPoolMixIn__direct", None)
+            try:
+                if session is not None:
+                    pool.close_session(session)
+            finally:
+                pool.stock = False
+                vars(self).pop("_fastsock_listen", None)
+                vars(self).pop("_ThreadPoolMixIn__direct", None)
 
     def _handle_request_noblock(self):
         """Handle one request without blocking (see BaseServer).
@@ -1209,7 +1238,7 @@ class ThreadPoolMixIn(ThreadingMixIn):
         if pool is None:
             return {}
         with pool.lock:
-            return {"workers": len(pool.workers), "idle_workers": pool.idle,
+            return {"workers": len(pool.workers), "idle_workers": pool.idle + pool.free,
                     "queued": pool.queued}
 
     @property
@@ -1244,6 +1273,9 @@ class _WorkerPool:
         self.queued = 0         # requests put but not yet taken
         self.room_waiters = 0
         self.closing = False
+        self.session = None     # the _AcceptSession of a serve_forever() running
+        self.free = 0           # its workers not running a connection
+        self.last_done = 0.0    # when one of them last finished one
 
     def submit(self, request, client_address):
         server = self.server
@@ -1324,26 +1356,7 @@ class _WorkerPool:
                 request, client_address = item
                 del item
                 if self.stock and server.ssl_context is None:
-                    # process_request_thread() with the stock hooks, inlined:
-                    # finish_request() (the handler between the counters'
-                    # begin() and end()), handle_error() if it raised, then
-                    # shutdown_request()'s shutdown and close.
-                    counters = server._fastsock_counters
-                    counters.begin()
-                    try:
-                        try:
-                            server.RequestHandlerClass(request, client_address, server)
-                        finally:
-                            counters.end()
-                    except Exception:
-                        server._fastsock_count_error()
-                        server.handle_error(request, client_address)
-                    finally:
-                        try:
-                            request.shutdown(socket.SHUT_WR)
-                        except OSError:
-                            pass
-                        request.close()
+                    _run_stock(server, request, client_address)
                 else:
                     server.process_request_thread(request, client_address)
                 del request, client_address
@@ -1357,30 +1370,188 @@ class _WorkerPool:
                 if self.room_waiters:
                     self.has_room.notify()
 
-    def _retire(self):
+    def _retire(self, session=None):
         """Hand this worker's place to a fresh thread (see
         worker_max_requests): True if this one may exit now.  Not while the
         pool is closing (close() counted this worker for a stop token), nor
-        if no thread can be started."""
+        if no thread can be started.  *session*: the fresh thread accepts
+        in it, as this one did."""
         with self.lock:
-            if self.closing:
+            if self.closing or (session is not None and not session.open):
                 return False
+            thread = self._thread(session)
+        return self._start(thread, session)
+
+    def _thread(self, session):
+        # (with the lock held) a worker thread, counted in the pool
+        if session is None:
             thread = threading.Thread(target=self.work, name="fastsock-worker")
-            thread.daemon = self.server.daemon_threads
-            self.workers.add(thread)
+        else:
+            thread = threading.Thread(target=self.lead, args=(session,),
+                                      name="fastsock-worker")
+            session.users += 1
+            self.free += 1      # lead() takes it back when it ends
+        thread.daemon = self.server.daemon_threads
+        self.workers.add(thread)
+        return thread
+
+    def _start(self, thread, session):
         try:
             thread.start()
         except BaseException:
             with self.lock:
                 self.workers.discard(thread)
+                if session is not None:
+                    self.free -= 1
+            if session is not None:
+                session.leave()
             return False
         return True
+
+    # -- workers that accept by themselves ----------------------------------
+    #
+    # While serve_forever() runs with the stock hooks on a plain listening
+    # socket, connections do not go through the serve loop and the queue:
+    # each worker waits for the listening socket in an epoll set of its own
+    # (EPOLLEXCLUSIVE: one connection wakes one worker), accepts, and runs
+    # the handler itself -- one thread wake-up per connection instead of
+    # two, and no hand-off.  A worker that takes a connection while no
+    # other is free starts one more (up to max_workers), so a long
+    # handler never holds up the next client; with every worker busy,
+    # nobody accepts and new clients wait in the listen backlog.
+
+    def open_session(self):
+        """Start the workers accepting (serve_forever() beginning): the
+        session, or None if this socket or platform cannot."""
+        server = self.server
+        sock = server.socket
+        if (_EPOLLEXCLUSIVE is None or type(sock) is not socket.socket
+                or sock.family not in _ACCEPT_FAMILIES or sock.gettimeout() not in (None, 0.0)):
+            return None
+        with self.lock:
+            if self.closing or len(self.workers) >= max(1, server.max_workers):
+                return None
+        try:
+            session = _AcceptSession(server)
+        except OSError:
+            return None     # e.g. a kernel without EPOLLEXCLUSIVE (before 4.5)
+        with self.lock:
+            self.session = session
+            thread = self._thread(session)
+        if not self._start(thread, session):
+            self.close_session(session)
+            return None
+        return session
+
+    def close_session(self, session):
+        """Stop the session's workers accepting (serve_forever() ending):
+        the waiting ones exit now, the busy ones after their connection."""
+        with self.lock:
+            if self.session is session:
+                self.session = None
+        session.close()
+
+    def lead(self, session):
+        """A worker of *session*: accept a connection, run it, repeat."""
+        server = self.server
+        lock = self.lock
+        me = threading.current_thread()
+        counters = server._fastsock_counters
+        take = session.take
+        served = 0
+        free = True             # counted in self.free (from _thread())
+        try:
+            while True:
+                try:
+                    item = take()
+                except OSError as exc:
+                    counters.accept_error()
+                    if exc.errno in _ACCEPT_RESOURCE_ERRNOS:
+                        server._accept_backoff(exc)
+                    continue
+                if item is None:
+                    if not session.open:
+                        return
+                    try:
+                        ready = session.wait(server.worker_idle_timeout)
+                    except OSError as exc:
+                        # No descriptor for an epoll set (EMFILE...): as
+                        # when accept() runs out, pause and retry.
+                        server._accept_backoff(exc)
+                        continue
+                    if not ready:
+                        with lock:
+                            # Idle too long: leave if another worker is free.
+                            if self.free > 1 and session.open:
+                                self.free -= 1
+                                free = False
+                                return
+                    continue
+                counters.accept()
+                if server._TCPServer__backoff:
+                    server._fastsock_accepting_again()
+                with lock:
+                    self.free -= 1
+                    free = False
+                    spare = not self.free
+                if spare and monotonic() - self.last_done > _STUCK_AFTER:
+                    # Every worker busy, and none has finished a connection
+                    # lately: they are on long ones, so this one may be too.
+                    # (Under a load of short ones, a worker is about to be
+                    # free: one more thread would only contend for the GIL.
+                    # If they are stuck after all, service_actions() starts
+                    # one at its next turn.)
+                    self._spare(session)
+                request, client_address = item
+                del item
+                if server.ssl_context is None:
+                    _run_stock(server, request, client_address)
+                else:
+                    server.process_request_thread(request, client_address)
+                del request, client_address
+                self.last_done = monotonic()
+                with lock:
+                    self.free += 1
+                    free = True
+                served += 1
+                limit = server.worker_max_requests
+                if limit and served >= limit and self._retire(session):
+                    return
+        finally:
+            session.leave()
+            with lock:
+                if free:
+                    self.free -= 1
+                self.workers.discard(me)
+                if self.room_waiters:
+                    self.has_room.notify()
+
+    def check_stuck(self):
+        """(serve_forever()'s turns) Start one more worker if every worker
+        of the session is busy while clients wait."""
+        session = self.session
+        if (session is not None and not self.free
+                and self.server._core.wait_readable(session.fd, -1, 0)):
+            self._spare(session)
+
+    def _spare(self, session):
+        # The last free worker took a connection: start one more to wait
+        # for the next (up to max_workers).
+        with self.lock:
+            if (self.free or self.closing or not session.open
+                    or len(self.workers) >= max(1, self.server.max_workers)):
+                return
+            thread = self._thread(session)
+        self._start(thread, session)
 
     def close(self, join):
         with self.lock:
             self.closing = True
             workers = list(self.workers)
             self.has_room.notify_all()
+            session = self.session
+        if session is not None:
+            session.close()
         # After every queued request: one stop token per worker.
         for _ in workers:
             self.queue.put(self._STOP)
@@ -1390,8 +1561,139 @@ class _WorkerPool:
 
     def stats(self):
         with self.lock:
-            return {"workers": len(self.workers), "idle": self.idle,
+            return {"workers": len(self.workers), "idle": self.idle + self.free,
                     "queued": self.queued}
+
+
+def _run_stock(server, request, client_address):
+    # process_request_thread() with the stock hooks, inlined: finish_request()
+    # (the handler between the counters' begin() and end()), handle_error()
+    # if it raised, then shutdown_request()'s shutdown and close.
+    counters = server._fastsock_counters
+    counters.begin()
+    try:
+        try:
+            server.RequestHandlerClass(request, client_address, server)
+        finally:
+            counters.end()
+    except Exception:
+        server._fastsock_count_error()
+        server.handle_error(request, client_address)
+    finally:
+        try:
+            request.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        request.close()
+
+
+# A session's workers all busy, and none finished a connection in this many
+# seconds: the next one starts a spare worker right away (see lead()).
+_STUCK_AFTER = 0.02
+_EPOLLEXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", None) if hasattr(select, "epoll") else None
+_ACCEPT_FAMILIES = frozenset(getattr(socket, name) for name in ("AF_INET", "AF_INET6", "AF_UNIX")
+                             if hasattr(socket, name))
+
+
+class _AcceptSession:
+    """One serve_forever() run of a ThreadPoolMixIn server whose workers
+    accept by themselves (see _WorkerPool.lead).
+
+    The listening socket's descriptor is non-blocking meanwhile (its
+    timeout, as the socket object reports it, does not change), since a
+    worker woken for a connection another one took must not block in
+    accept(); close() restores it.  ``take()`` checks that the session is
+    open and accepts in one step that close() cannot come between (see
+    core.accept_nowait), so no accept() can come after the descriptor is
+    blocking again.
+    """
+
+    def __init__(self, server):
+        self.sock = sock = server.socket
+        self.fd = fd = sock.fileno()
+        self.conn_class = server._fastsock_conn_class
+        self.accept = server._core.accept_nowait
+        self.lock = threading.Lock()
+        self.open = True
+        self.users = 0          # workers of this session (started or starting)
+        self.pollers = []       # epoll sets not in use (see wait())
+        # Wakes every worker's poll when the session ends; closed when the
+        # last worker has left (a closed descriptor would not wake a poll).
+        self.stop = server._core.Waker()
+        try:
+            # The first epoll set, made now: a kernel without EPOLLEXCLUSIVE
+            # (before 4.5) refuses it here.
+            self.pollers.append(self._poller())
+            self.blocking = os.get_blocking(fd)
+            if self.blocking:
+                os.set_blocking(fd, False)
+        except BaseException:
+            self._release()
+            raise
+
+    def wait(self, timeout):
+        """Wait for a connection (or the end of the session) at most
+        *timeout* seconds (None: no limit): the events, [] on timeout.
+
+        Each waiting worker needs an epoll set of its own (EPOLLEXCLUSIVE
+        wakes one waiter per set), holding the listening socket and the
+        session's stop descriptor.  The sets are kept here between waits
+        and lent to whichever worker waits: a worker running a connection
+        holds none, so there are as many as workers ever waited at once,
+        not one per worker."""
+        pollers = self.pollers
+        try:
+            poller = pollers.pop()
+        except IndexError:
+            poller = self._poller()
+        try:
+            return poller.poll(timeout)
+        finally:
+            pollers.append(poller)
+
+    def _poller(self):
+        poller = select.epoll()
+        try:
+            poller.register(self.fd, select.EPOLLIN | _EPOLLEXCLUSIVE)
+            poller.register(self.stop.fileno(), select.EPOLLIN)
+        except BaseException:
+            poller.close()
+            raise
+        return poller
+
+    def take(self):
+        """``(conn, address)`` of a waiting connection; None if there is
+        none or the session is over.  Other accept() errors raise."""
+        return self.accept(self.sock, self.conn_class, self)
+
+    def close(self):
+        with self.lock:
+            if not self.open:
+                return
+            self.open = False
+            if self.blocking:
+                try:
+                    os.set_blocking(self.fd, True)
+                except OSError:
+                    pass        # closed under us (server_close())
+            idle = not self.users
+        self.stop.wake()
+        if idle:
+            self._release()
+
+    def leave(self):
+        """A worker of this session is done with it."""
+        with self.lock:
+            self.users -= 1
+            last = not self.users and not self.open
+        if last:
+            self._release()
+
+    def _release(self):
+        # (closed, and no worker left to wait) the descriptors
+        while self.pollers:
+            self.pollers.pop().close()
+        self.stop.close()
 
 
 def _stock_hooks(server, hooks):
@@ -1407,6 +1709,9 @@ def _stock_hooks(server, hooks):
 # The hooks ThreadPoolMixIn's short paths stand for, and whose they must be.
 _POOL_DISPATCH_HOOKS = (("verify_request", BaseServer), ("_fastsock_dispatch", BaseServer),
                         ("process_request", ThreadPoolMixIn), ("_pool", ThreadPoolMixIn))
+# ... and, for the workers to accept by themselves, these too.
+_POOL_ACCEPT_HOOKS = (("get_request", TCPServer), ("_handle_request_noblock", ThreadPoolMixIn),
+                      ("service_actions", ThreadPoolMixIn), ("fileno", TCPServer))
 _POOL_WORKER_HOOKS = (("process_request_thread", ThreadingMixIn),
                       ("finish_request", TCPServer), ("shutdown_request", TCPServer),
                       ("close_request", TCPServer))
