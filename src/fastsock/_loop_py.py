@@ -147,17 +147,20 @@ def accept_nowait(sock, cls, gate):
             fd, address = sock._accept()
         except BlockingIOError:
             return None
+    # (cls None: the listening socket has no timeout, nothing to adjust)
+    return _connection(sock, fd, cls or socket.socket, cls is not None), address
+
+
+def _connection(sock, fd, cls, nonblocking):
+    # The socket object of an accepted descriptor (closed if that fails).
     try:
-        if cls is None:
-            # (a listening socket without a timeout: nothing to adjust)
-            conn = socket.socket(sock.family, sock.type, sock.proto, fd)
-        else:
-            conn = cls(sock.family, sock.type, sock.proto, fileno=fd)
+        conn = cls(sock.family, sock.type, sock.proto, fd)
+        if nonblocking:
             socket.socket.settimeout(conn, 0.0)
     except BaseException:
         socket.close(fd)
         raise
-    return conn, address
+    return conn
 
 
 _ACCEPT_FAMILIES = frozenset(getattr(socket, name) for name in ("AF_INET", "AF_INET6", "AF_UNIX")
@@ -176,13 +179,7 @@ def accept(sock, cls=None):
     if cls is None or type(sock) is not socket.socket or sock.gettimeout() not in (None, 0.0):
         return sock.accept()
     fd, address = sock._accept()
-    try:
-        conn = cls(sock.family, sock.type, sock.proto, fileno=fd)
-        socket.socket.settimeout(conn, 0.0)
-    except BaseException:
-        socket.close(fd)
-        raise
-    return conn, address
+    return _connection(sock, fd, cls, True), address
 
 
 def recvfrom(sock, bufsize):
