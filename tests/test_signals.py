@@ -17,6 +17,12 @@ class Handler(fastsock.StreamRequestHandler):
         print("handling", flush=True)
         self.rfile.readline()   # blocks: the client sends nothing
 
+if mode == "pool":
+    # the workers accept by themselves; one of them is in a handler
+    server = type("Pool", (fastsock.ThreadPoolTCPServer,), {"daemon_threads": True})(
+        ("127.0.0.1", 0), Handler)
+    client = socket.create_connection(server.server_address)
+    server.serve_forever(poll_interval=60)
 server = fastsock.TCPServer(("127.0.0.1", 0), Handler)
 if mode == "serve_forever":
     print("ready", flush=True)
@@ -30,7 +36,7 @@ elif mode == "readline":
 """
 
 
-@pytest.mark.parametrize("mode", ["serve_forever", "handle_request", "readline"])
+@pytest.mark.parametrize("mode", ["serve_forever", "handle_request", "readline", "pool"])
 def test_sigint_interrupts_blocked_loop(backend_name, mode):
     env = dict(os.environ)
     env["FASTSOCK_PURE"] = "1" if backend_name == "python" else "0"
