@@ -78,3 +78,72 @@ def test_emfile_backs_off_and_recovers(backend_name, kind):
     assert err.count("pausing new connections") == 1, err
     assert "Too many open files" in err
     assert err.count("accepting connections again") == 1, err
+
+
+PREFORK = r"""
+import os, signal, sys, threading, time, fastsock
+assert fastsock.BACKEND == sys.argv[1]
+
+class Handler(fastsock.StreamRequestHandler):
+    def handle(self):
+        self.wfile.write(self.rfile.readline())
+
+class Server(fastsock.ThreadPoolTCPServer):
+    request_queue_size = 128
+    daemon_threads = True
+
+server = Server(("127.0.0.1", 0), Handler)
+pid = os.fork()
+if pid == 0:                        # the second process: serves until stdin closes
+    def watch():
+        sys.stdin.read()
+        os._exit(0)
+    threading.Thread(target=watch, daemon=True).start()
+    server.serve_forever(poll_interval=0.05)
+    os._exit(0)
+print(server.server_address[1], pid, flush=True)
+threading.Timer(1.0, server.shutdown).start()
+server.serve_forever(poll_interval=0.05)   # returns after 1 s: its session ends
+deadline = time.monotonic() + 10
+while server.pool_stats["workers"] and time.monotonic() < deadline:
+    time.sleep(0.01)
+print("stopped", os.get_blocking(server.fileno()), flush=True)
+sys.stdin.read()                    # keeps the socket open until the test is done
+"""
+
+
+def test_prefork_shared_listener_survives_one_process_stopping(backend_name):
+    # Two processes serve one inherited listening socket with thread pools
+    # whose workers accept by themselves, and so share its non-blocking
+    # flag.  One stops and makes the socket blocking again; the other goes
+    # on serving every client (its workers never freeze the process).
+    env = dict(os.environ, FASTSOCK_PURE="1" if backend_name == "python" else "0")
+    proc = subprocess.Popen([sys.executable, "-c", PREFORK, backend_name],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    child = None
+    try:
+        port, child = map(int, proc.stdout.readline().split())
+        def exchange(i):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+                client.sendall(b"line %d\n" % i)
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = client.recv(100)
+                    assert chunk, "connection %d closed unanswered" % i
+                    data += chunk
+                assert data == b"line %d\n" % i
+        for i in range(20):
+            exchange(i)
+        assert proc.stdout.readline().strip() == b"stopped True"
+        for i in range(20, 60):         # served by the second process only
+            exchange(i)
+    finally:
+        if child:
+            os.kill(child, signal.SIGKILL)
+        try:
+            _, err = proc.communicate(timeout=10)     # (closes its stdin)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    assert proc.returncode == 0, err.decode()

@@ -778,9 +778,9 @@ def test_pool_workers_accept_and_long_handlers_do_not_block(ss, stuck_after, mon
 
 
 def test_pool_accepting_session_restores_and_releases(ss):
-    # After serve_forever(): the listening descriptor is blocking again,
-    # the workers of the session have exited and its descriptors (epoll
-    # sets, the stop pipe) are closed; a second serve_forever() works.
+    # After serve_forever(): the workers of the session exit, and then its
+    # descriptors (epoll sets, the stop pipe) are closed and the listening
+    # descriptor is blocking again; a second serve_forever() works.
     def fds():
         return len(os.listdir("/proc/self/fd"))
 
@@ -797,11 +797,12 @@ def test_pool_accepting_session_restores_and_releases(ss):
             finally:
                 server.shutdown()
                 thread.join(10)
-            assert os.get_blocking(server.fileno())
             deadline = time.monotonic() + 10
             while ((server.pool_stats["workers"] or fds() > before
                     or threading.active_count() > threads) and time.monotonic() < deadline):
                 time.sleep(0.01)
+            # (blocking again once the session's last worker has left)
+            assert os.get_blocking(server.fileno())
             assert server.pool_stats["workers"] == 0, server.pool_stats
             assert threading.active_count() == threads
             assert fds() == before
@@ -810,6 +811,57 @@ def test_pool_accepting_session_restores_and_releases(ss):
         with pytest.raises(TimeoutError):
             server.socket.accept()
     finally:
+        server.server_close()
+
+
+def test_pool_next_session_takes_over_the_restore(ss):
+    # serve_forever() ends while a worker is still on a connection, and
+    # runs again before that worker is done: the new session, not the old
+    # one's last worker, makes the descriptor blocking again, at its end.
+    release = threading.Event()
+
+    class Handler(ss.StreamRequestHandler):
+        def handle(self):
+            line = self.rfile.readline()
+            if line == b"hold\n":
+                release.wait(10)
+            self.wfile.write(line)
+
+    server = _accepting_pool(ss)((HOST, 0), Handler)
+
+    def run():
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,))
+        thread.start()
+        return thread
+
+    try:
+        first = run()
+        held = socket.create_connection(server.server_address, timeout=10)
+        held.sendall(b"hold\n")
+        deadline = time.monotonic() + 10
+        while server.stats().active < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        server.shutdown()
+        first.join(10)
+        second = run()
+        try:
+            release.set()
+            held.shutdown(socket.SHUT_WR)
+            assert recv_all(held) == b"hold\n"
+            held.close()
+            time.sleep(0.2)     # the first session's last worker has left
+            assert not os.get_blocking(server.fileno())
+            for i in range(3):
+                assert tcp_exchange(server.server_address, b"%d\n" % i) == b"%d\n" % i
+        finally:
+            server.shutdown()
+            second.join(10)
+        deadline = time.monotonic() + 10
+        while server.pool_stats["workers"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert os.get_blocking(server.fileno())
+    finally:
+        release.set()
         server.server_close()
 
 
@@ -826,25 +878,16 @@ def test_pool_socket_with_timeout_uses_the_serve_loop(ss):
 
 
 def test_accept_nowait(ss):
-    # core.accept_nowait(): None when nothing waits or the gate is shut,
-    # else what accept() gives; only plain sockets without a timeout.
-    class Gate:
-        open = True
-        lock = threading.Lock()
-
-    gate = Gate()
+    # core.accept_nowait(): None when nothing waits, else what accept()
+    # gives; only plain sockets without a timeout.
     with socket.create_server((HOST, 0)) as listener:
         listener.setblocking(False)
-        assert ss.core.accept_nowait(listener, None, gate) is None
+        assert ss.core.accept_nowait(listener) is None
         with socket.create_connection(listener.getsockname()) as client:
             deadline = time.monotonic() + 5
             got = None
-            gate.open = False
-            time.sleep(0.05)
-            assert ss.core.accept_nowait(listener, None, gate) is None   # shut
-            gate.open = True
             while got is None and time.monotonic() < deadline:
-                got = ss.core.accept_nowait(listener, None, gate)
+                got = ss.core.accept_nowait(listener)
             conn, address = got
             with conn:
                 assert type(conn) is socket.socket
@@ -852,7 +895,45 @@ def test_accept_nowait(ss):
                 assert conn.gettimeout() is None and conn.getblocking()
         listener.settimeout(1.0)
         with pytest.raises(ValueError):
-            ss.core.accept_nowait(listener, None, gate)
+            ss.core.accept_nowait(listener)
+
+
+def test_pool_listener_closed_under_the_session(ss):
+    # The listening socket closed while the workers accept: a worker back
+    # from its connection finds accept() failing (EBADF) and idles until
+    # the session ends instead of spinning; shutdown() still ends it.
+    release = threading.Event()
+
+    class Handler(ss.StreamRequestHandler):
+        def handle(self):
+            line = self.rfile.readline()
+            release.wait(10)
+            self.wfile.write(line)
+
+    server = _accepting_pool(ss)((HOST, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,))
+    thread.start()
+    try:
+        with socket.create_connection(server.server_address, timeout=10) as client:
+            client.sendall(b"x\n")
+            deadline = time.monotonic() + 10
+            while server.stats().active < 1 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            server.socket.close()
+            release.set()
+            client.shutdown(socket.SHUT_WR)
+            assert recv_all(client) == b"x\n"
+        time.sleep(0.1)
+        cpu = time.process_time()
+        time.sleep(0.5)
+        assert time.process_time() - cpu < 0.2
+        assert server.stats().accept_errors >= 1
+    finally:
+        release.set()
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
+    assert not thread.is_alive()
 
 
 def test_thread_pool_close_drains_queue(ss):

@@ -243,20 +243,18 @@ from os import fsdecode as _fsdecode
 cdef int _SOCK_NONBLOCK = getattr(_socket_module, "SOCK_NONBLOCK", 0)
 
 
-def accept_nowait(sock, cls, gate):
+def accept_nowait(sock, cls=None):
     """A connection already waiting on the listening socket *sock*, as
-    ``accept(sock, cls)`` gives it, or None when there is none -- or when
-    ``gate.open`` is false.
+    ``accept(sock, cls)`` gives it, or None when there is none.
 
     For the workers of a thread pool that accept by themselves, on a
     descriptor made non-blocking (the socket object's timeout is None or
-    0.0).  The check of *gate* and the accept() run with the GIL held, so
-    nothing the GIL orders (the pool making the descriptor blocking again
-    after closing the gate) comes between them; a non-blocking accept()
-    does not wait, and holding the GIL through it saves a hand-off.
+    0.0: the descriptor's flag, not the object's timeout, decides).  The
+    accept() lets go of the GIL, as ``accept()`` does: should the
+    descriptor be blocking after all (another process sharing it), a
+    worker that lost the race waits for the next connection without
+    holding up the process.
     """
-    if not gate.open:
-        return None
     return _accept(sock, cls, True)
 
 
@@ -287,7 +285,7 @@ cdef object _accept_other(sock, bint nowait):
 
 
 cdef object _accept(sock, cls, bint nowait):
-    # nowait: the GIL held, None for EAGAIN (see accept_nowait)
+    # nowait: None for EAGAIN (see accept_nowait)
     cdef sockaddr_storage storage
     cdef socklen_t addrlen
     cdef int lfd, cfd, err = 0, family_c, stype, proto
@@ -317,19 +315,14 @@ cdef object _accept(sock, cls, bint nowait):
     while True:
         addrlen = sizeof(storage)
         memset(&storage, 0, sizeof(storage))
-        if nowait:
+        with nogil:
             cfd = fs_accept_flags(lfd, <sockaddr *>&storage, &addrlen, nonblock)
             if cfd < 0:
                 err = errno
-                if would_block(err):
-                    return None
-        else:
-            with nogil:
-                cfd = fs_accept_flags(lfd, <sockaddr *>&storage, &addrlen, nonblock)
-                if cfd < 0:
-                    err = errno
         if cfd >= 0:
             break
+        if nowait and would_block(err):
+            return None
         if err != EINTR:
             raise_errno(err)
         check_signals()

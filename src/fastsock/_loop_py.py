@@ -124,29 +124,22 @@ def wait_readable(fd, wakeup_fd=-1, timeout=None):
     return result
 
 
-def accept_nowait(sock, cls, gate):
+def accept_nowait(sock, cls=None):
     """A connection already waiting on the listening socket *sock*, as
-    ``accept(sock, cls)`` gives it, or None when there is none -- or when
-    ``gate.open`` is false.
+    ``accept(sock, cls)`` gives it, or None when there is none.
 
     For the workers of a thread pool that accept by themselves, on a
     descriptor made non-blocking (the socket object's timeout is None or
-    0.0).  The check of *gate* and the accept() run under ``gate.lock``
-    (here the GIL cannot keep them together: ``sock._accept()`` lets go of
-    it), the lock under which the pool closes the gate and makes the
-    descriptor blocking again.
+    0.0: the descriptor's flag, not the object's timeout, decides).
     """
     if (type(sock) is not socket.socket or sock.gettimeout() not in (None, 0.0)
             or sock.family not in _ACCEPT_FAMILIES):
         raise ValueError("accept_nowait() takes a plain AF_INET, AF_INET6 or "
                          "AF_UNIX socket.socket without a timeout")
-    with gate.lock:
-        if not gate.open:
-            return None
-        try:
-            fd, address = sock._accept()
-        except BlockingIOError:
-            return None
+    try:
+        fd, address = sock._accept()
+    except BlockingIOError:
+        return None
     # (cls None: the listening socket has no timeout, nothing to adjust)
     return _connection(sock, fd, cls or socket.socket, cls is not None), address
 

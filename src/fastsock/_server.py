@@ -1274,6 +1274,7 @@ class _WorkerPool:
         self.room_waiters = 0
         self.closing = False
         self.session = None     # the _AcceptSession of a serve_forever() running
+        self.last_session = None    # the latest one, running or not
         self.free = 0           # its workers not running a connection
         self.last_done = 0.0    # when one of them last finished one
 
@@ -1432,11 +1433,11 @@ class _WorkerPool:
             if self.closing or len(self.workers) >= max(1, server.max_workers):
                 return None
         try:
-            session = _AcceptSession(server)
+            session = _AcceptSession(server, self.last_session)
         except OSError:
             return None     # e.g. a kernel without EPOLLEXCLUSIVE (before 4.5)
         with self.lock:
-            self.session = session
+            self.session = self.last_session = session
             thread = self._thread(session)
         if not self._start(thread, session):
             self.close_session(session)
@@ -1461,23 +1462,20 @@ class _WorkerPool:
         served = 0
         free = True             # counted in self.free (from _thread())
         try:
-            while True:
+            while session.open:
                 try:
                     item = take()
                 except OSError as exc:
                     counters.accept_error()
-                    if exc.errno in _ACCEPT_RESOURCE_ERRNOS:
-                        server._accept_backoff(exc)
+                    self._accept_failed(session, exc)
                     continue
                 if item is None:
-                    if not session.open:
-                        return
                     try:
                         ready = session.wait(server.worker_idle_timeout)
                     except OSError as exc:
-                        # No descriptor for an epoll set (EMFILE...): as
-                        # when accept() runs out, pause and retry.
-                        server._accept_backoff(exc)
+                        # no descriptor for an epoll set (EMFILE...), or
+                        # the listening socket closed
+                        self._accept_failed(session, exc)
                         continue
                     if not ready:
                         with lock:
@@ -1525,6 +1523,17 @@ class _WorkerPool:
                 self.workers.discard(me)
                 if self.room_waiters:
                     self.has_room.notify()
+
+    def _accept_failed(self, session, exc):
+        # A worker's accept() or wait failed: out of descriptors or memory,
+        # pause as the serve loop would (TCPServer._accept_backoff); the
+        # listening socket closed or shut down under the session, idle
+        # until it ends instead of spinning; anything else (a connection
+        # aborted before it was accepted...) is that connection's.
+        if exc.errno in _ACCEPT_RESOURCE_ERRNOS:
+            self.server._accept_backoff(exc)
+        elif exc.errno in _LISTENER_GONE_ERRNOS:
+            session.idle(0.5)
 
     def check_stuck(self):
         """(serve_forever()'s turns) Start one more worker if every worker
@@ -1590,6 +1599,8 @@ def _run_stock(server, request, client_address):
 # A session's workers all busy, and none finished a connection in this many
 # seconds: the next one starts a spare worker right away (see lead()).
 _STUCK_AFTER = 0.02
+# accept() failing with these: the listening socket is closed or unusable
+_LISTENER_GONE_ERRNOS = frozenset((errno.EBADF, errno.EINVAL, errno.ENOTSOCK))
 _EPOLLEXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", None) if hasattr(select, "epoll") else None
 _ACCEPT_FAMILIES = frozenset(getattr(socket, name) for name in ("AF_INET", "AF_INET6", "AF_UNIX")
                              if hasattr(socket, name))
@@ -1599,22 +1610,25 @@ class _AcceptSession:
     """One serve_forever() run of a ThreadPoolMixIn server whose workers
     accept by themselves (see _WorkerPool.lead).
 
-    The listening socket's descriptor is non-blocking meanwhile (its
-    timeout, as the socket object reports it, does not change), since a
-    worker woken for a connection another one took must not block in
-    accept(); close() restores it.  ``take()`` checks that the session is
-    open and accepts in one step that close() cannot come between (see
-    core.accept_nowait), so no accept() can come after the descriptor is
-    blocking again.
+    The listening socket's descriptor is non-blocking while the session has
+    workers (the socket's timeout, as the object reports it, does not
+    change): a worker woken for a connection that another one took must not
+    block in accept().  Blocking again, if it was, once the session is
+    closed and its last worker has left -- not before, since a busy worker
+    may still be on its way back to accept().  A session opened before
+    that (the next serve_forever()) takes the restoring over.
     """
 
-    def __init__(self, server):
+    def __init__(self, server, previous=None):
         self.sock = sock = server.socket
         self.fd = fd = sock.fileno()
         self.conn_class = server._fastsock_conn_class
         self.accept = server._core.accept_nowait
+        self.server_core = server._core
         self.lock = threading.Lock()
         self.open = True
+        self.released = False
+        self.blocking = False   # restore blocking mode when released
         self.users = 0          # workers of this session (started or starting)
         self.pollers = []       # epoll sets not in use (see wait())
         # Wakes every worker's poll when the session ends; closed when the
@@ -1624,12 +1638,24 @@ class _AcceptSession:
             # The first epoll set, made now: a kernel without EPOLLEXCLUSIVE
             # (before 4.5) refuses it here.
             self.pollers.append(self._poller())
-            self.blocking = os.get_blocking(fd)
+            # (the previous session has either restored the mode already,
+            # under its lock, or hands that over and never will)
+            inherited = previous is not None and previous._hand_over(sock)
+            self.blocking = inherited or os.get_blocking(fd)
             if self.blocking:
                 os.set_blocking(fd, False)
         except BaseException:
             self._release()
             raise
+
+    def _hand_over(self, sock):
+        # (a new session on *sock* opens) whether this one was to restore
+        # blocking mode: the new one does it instead
+        with self.lock:
+            if self.released or self.sock is not sock:
+                return False
+            blocking, self.blocking = self.blocking, False
+            return blocking
 
     def wait(self, timeout):
         """Wait for a connection (or the end of the session) at most
@@ -1661,21 +1687,21 @@ class _AcceptSession:
             raise
         return poller
 
+    def idle(self, timeout):
+        """Sleep *timeout* seconds, or until the session ends."""
+        self.server_core.wait_readable(self.stop.fileno(), -1, timeout)
+
     def take(self):
-        """``(conn, address)`` of a waiting connection; None if there is
-        none or the session is over.  Other accept() errors raise."""
-        return self.accept(self.sock, self.conn_class, self)
+        """``(conn, address)`` of a waiting connection, or None if there is
+        none.  Other accept() errors raise."""
+        return self.accept(self.sock, self.conn_class)
 
     def close(self):
+        """No more connections: wake the waiting workers (they leave)."""
         with self.lock:
             if not self.open:
                 return
             self.open = False
-            if self.blocking:
-                try:
-                    os.set_blocking(self.fd, True)
-                except OSError:
-                    pass        # closed under us (server_close())
             idle = not self.users
         self.stop.wake()
         if idle:
@@ -1690,7 +1716,20 @@ class _AcceptSession:
             self._release()
 
     def _release(self):
-        # (closed, and no worker left to wait) the descriptors
+        # (closed, and no worker left) the descriptors, and the listening
+        # socket's blocking mode back -- unless it was closed meanwhile
+        # (fileno() -1: its number may belong to something else now)
+        with self.lock:
+            # (under the lock: a session opening now reads the mode after)
+            self.released = True
+            if self.blocking:
+                self.blocking = False
+                fd = self.sock.fileno()
+                if fd >= 0:
+                    try:
+                        os.set_blocking(fd, True)
+                    except OSError:
+                        pass
         while self.pollers:
             self.pollers.pop().close()
         self.stop.close()
