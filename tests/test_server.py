@@ -865,6 +865,47 @@ def test_pool_next_session_takes_over_the_restore(ss):
         server.server_close()
 
 
+@pytest.mark.parametrize("path", ["workers accept", "queue"])
+def test_pool_idle_workers_exit(ss, path):
+    # worker_idle_timeout: workers idle that long exit -- all of them on the
+    # queue path; all but one when the workers accept (one stays waiting
+    # for the next client).  The server still serves afterwards.
+    release = threading.Event()
+
+    class Handler(ss.StreamRequestHandler):
+        def handle(self):
+            line = self.rfile.readline()
+            release.wait(10)
+            self.wfile.write(line)
+
+    attrs = {"worker_idle_timeout": 0.2, "max_workers": 8}
+    if path == "queue":
+        attrs["verify_request"] = lambda self, request, client_address: True
+    server = _accepting_pool(ss, **attrs)((HOST, 0), Handler)
+    with serving(server, poll_interval=0.05):
+        held = _held_clients(server.server_address, 4)
+        try:
+            deadline = time.monotonic() + 10
+            while server.stats().active < 4 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert server.pool_stats["workers"] >= 4
+            release.set()
+            for i, client in enumerate(held):
+                client.shutdown(socket.SHUT_WR)
+                assert recv_all(client) == b"hold %d\n" % i
+        finally:
+            release.set()
+            for client in held:
+                client.close()
+        left = 1 if path == "workers accept" else 0
+        deadline = time.monotonic() + 10
+        while server.pool_stats["workers"] > left and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)
+        assert server.pool_stats == {"workers": left, "idle": left, "queued": 0}
+        assert tcp_exchange(server.server_address, b"again\n") == b"again\n"
+
+
 def test_pool_socket_with_timeout_uses_the_serve_loop(ss):
     # A listening socket with a timeout: the serve loop accepts (as the
     # stdlib's), the descriptor is left alone, requests are still served.
