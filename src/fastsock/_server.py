@@ -1277,6 +1277,7 @@ class _WorkerPool:
         self.last_session = None    # the latest one, running or not
         self.free = 0           # its workers not running a connection
         self.last_done = 0.0    # when one of them last finished one
+        self.checking = False   # the serve loop is in check_stuck() (or woken to)
 
     def submit(self, request, client_address):
         server = self.server
@@ -1492,14 +1493,8 @@ class _WorkerPool:
                     self.free -= 1
                     free = False
                     spare = not self.free
-                if spare and monotonic() - self.last_done > _STUCK_AFTER:
-                    # Every worker busy, and none has finished a connection
-                    # lately: they are on long ones, so this one may be too.
-                    # (Under a load of short ones, a worker is about to be
-                    # free: one more thread would only contend for the GIL.
-                    # If they are stuck after all, service_actions() starts
-                    # one at its next turn.)
-                    self._spare(session)
+                if spare:
+                    self._all_busy(session)
                 request, client_address = item
                 del item
                 if server.ssl_context is None:
@@ -1535,13 +1530,48 @@ class _WorkerPool:
         elif exc.errno in _LISTENER_GONE_ERRNOS:
             session.idle(0.5)
 
-    def check_stuck(self):
-        """(serve_forever()'s turns) Start one more worker if every worker
-        of the session is busy while clients wait."""
-        session = self.session
-        if (session is not None and not self.free
-                and self.server._core.wait_readable(session.fd, -1, 0)):
+    def _all_busy(self, session):
+        # The last free worker of the session took a connection.  If none
+        # has finished one lately, they are on long ones, and this one may
+        # be too: start a spare now.  Otherwise (a load of short ones) a
+        # worker is about to be free, and one more thread would only contend
+        # for the GIL -- unless they are stuck after all: the serve loop,
+        # woken (unless it is already at it), watches in check_stuck().
+        if monotonic() - self.last_done > _STUCK_AFTER:
             self._spare(session)
+        elif not self.checking:
+            self.checking = True
+            self.server._wake()
+
+    def check_stuck(self):
+        """(the serve loop's service_actions()) While every worker of the
+        session is busy: once none has finished a connection for
+        _STUCK_AFTER seconds and a client waits, start a spare.  Waits
+        here for that, as long as every worker stays busy (at most
+        _CHECK_MAX seconds a call; shutdown() ends the wait)."""
+        session = self.session
+        server = self.server
+        core = server._core
+        wait = core.wait_readable
+        end = monotonic() + _CHECK_MAX
+        try:
+            while session is not None and session.open and not self.free:
+                waker = server._BaseServer__waker
+                now = monotonic()
+                if waker is None or now >= end:
+                    return
+                idle = now - self.last_done
+                if idle < _STUCK_AFTER:
+                    # a worker finished lately: look again when it is longer ago
+                    if wait(waker.fileno(), -1, _STUCK_AFTER - idle):
+                        return      # (the serve loop has a wake-up to handle)
+                elif wait(session.fd, -1, 0):
+                    self._spare(session)    # stuck, and a client waits
+                    return
+                elif wait(session.fd, waker.fileno(), end - now) & core.WOKEN:
+                    return          # stuck: wait for a client, or a wake-up
+        finally:
+            self.checking = False
 
     def _spare(self, session):
         # The last free worker took a connection: start one more to wait
@@ -1599,6 +1629,9 @@ def _run_stock(server, request, client_address):
 # A session's workers all busy, and none finished a connection in this many
 # seconds: the next one starts a spare worker right away (see lead()).
 _STUCK_AFTER = 0.02
+# The longest one check_stuck() call watches (the serve loop's other turns
+# wait meanwhile).
+_CHECK_MAX = 0.5
 # accept() failing with these: the listening socket is closed or unusable
 _LISTENER_GONE_ERRNOS = frozenset((errno.EBADF, errno.EINVAL, errno.ENOTSOCK))
 _EPOLLEXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", None) if hasattr(select, "epoll") else None
