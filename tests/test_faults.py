@@ -28,6 +28,16 @@ server.serve_forever(poll_interval=60)
 """
 
 
+def read_line(client, i):
+    """One reply line from connection number *i*."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = client.recv(100)
+        assert chunk, "connection %d closed unanswered" % i
+        data += chunk
+    return data
+
+
 def cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
@@ -57,12 +67,7 @@ def test_emfile_backs_off_and_recovers(backend_name, kind):
         # Free descriptors: every client, including those accepted late, is served.
         for i, client in enumerate(clients):
             client.sendall(b"hello %d\n" % i)
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = client.recv(100)
-                assert chunk, "connection %d closed unanswered" % i
-                data += chunk
-            assert data == b"hello %d\n" % i
+            assert read_line(client, i) == b"hello %d\n" % i
             client.close()
     finally:
         for client in clients:
@@ -93,16 +98,29 @@ class Server(fastsock.ThreadPoolTCPServer):
     daemon_threads = True
 
 server = Server(("127.0.0.1", 0), Handler)
+go_r, go_w = os.pipe()
 pid = os.fork()
 if pid == 0:                        # the second process: serves until stdin closes
     def watch():
         sys.stdin.read()
         os._exit(0)
     threading.Thread(target=watch, daemon=True).start()
+    os.read(go_r, 1)                # after the first process's session has begun
     server.serve_forever(poll_interval=0.05)
     os._exit(0)
 print(server.server_address[1], pid, flush=True)
-threading.Timer(1.0, server.shutdown).start()
+
+def start_second():
+    # The first session begun (it made the shared descriptor non-blocking),
+    # the second process may start its own: the first is the one that
+    # restores blocking mode when it stops.
+    while os.get_blocking(server.fileno()):
+        time.sleep(0.005)
+    os.write(go_w, b"x")
+    time.sleep(0.3)                 # both serving a while
+    server.shutdown()
+
+threading.Thread(target=start_second).start()
 server.serve_forever(poll_interval=0.05)   # returns after 1 s: its session ends
 deadline = time.monotonic() + 10
 while server.pool_stats["workers"] and time.monotonic() < deadline:
@@ -127,12 +145,7 @@ def test_prefork_shared_listener_survives_one_process_stopping(backend_name):
         def exchange(i):
             with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
                 client.sendall(b"line %d\n" % i)
-                data = b""
-                while not data.endswith(b"\n"):
-                    chunk = client.recv(100)
-                    assert chunk, "connection %d closed unanswered" % i
-                    data += chunk
-                assert data == b"line %d\n" % i
+                assert read_line(client, i) == b"line %d\n" % i
         for i in range(20):
             exchange(i)
         assert proc.stdout.readline().strip() == b"stopped True"

@@ -719,6 +719,20 @@ def _accepting_pool(ss, **attrs):
     return type("Pool", (fastsock.ThreadPoolTCPServer,), attrs)
 
 
+def _gated_echo(ss, release, hold=b"", started=None):
+    # An echo of one line that waits for *release* first when the line
+    # starts with *hold* (b"": always); *started* collects the threads.
+    class Handler(ss.StreamRequestHandler):
+        def handle(self):
+            line = self.rfile.readline()
+            if started is not None:
+                started.append(threading.current_thread())
+            if line.startswith(hold):
+                release.wait(10)
+            self.wfile.write(line)
+    return Handler
+
+
 def _held_clients(address, count, timeout=20):
     clients = []
     for i in range(count):
@@ -744,14 +758,7 @@ def test_pool_workers_accept_and_long_handlers_do_not_block(ss, stuck_after, mon
         poll_interval = 60
     release = threading.Event()
     started = []
-
-    class Handler(ss.StreamRequestHandler):
-        def handle(self):
-            line = self.rfile.readline()
-            started.append(threading.current_thread())
-            if line.startswith(b"hold"):
-                release.wait(20)
-            self.wfile.write(line)
+    Handler = _gated_echo(ss, release, b"hold", started)
 
     server = _accepting_pool(ss, max_workers=8)((HOST, 0), Handler)
     lfd = server.fileno()
@@ -822,13 +829,7 @@ def test_pool_next_session_takes_over_the_restore(ss):
     # runs again before that worker is done: the new session, not the old
     # one's last worker, makes the descriptor blocking again, at its end.
     release = threading.Event()
-
-    class Handler(ss.StreamRequestHandler):
-        def handle(self):
-            line = self.rfile.readline()
-            if line == b"hold\n":
-                release.wait(10)
-            self.wfile.write(line)
+    Handler = _gated_echo(ss, release, b"hold")
 
     server = _accepting_pool(ss)((HOST, 0), Handler)
 
@@ -874,12 +875,7 @@ def test_pool_idle_workers_exit(ss, path):
     # queue path; all but one when the workers accept (one stays waiting
     # for the next client).  The server still serves afterwards.
     release = threading.Event()
-
-    class Handler(ss.StreamRequestHandler):
-        def handle(self):
-            line = self.rfile.readline()
-            release.wait(10)
-            self.wfile.write(line)
+    Handler = _gated_echo(ss, release)
 
     attrs = {"worker_idle_timeout": 0.2, "max_workers": 8}
     if path == "queue":
@@ -947,12 +943,7 @@ def test_pool_listener_closed_under_the_session(ss):
     # from its connection finds accept() failing (EBADF) and idles until
     # the session ends instead of spinning; shutdown() still ends it.
     release = threading.Event()
-
-    class Handler(ss.StreamRequestHandler):
-        def handle(self):
-            line = self.rfile.readline()
-            release.wait(10)
-            self.wfile.write(line)
+    Handler = _gated_echo(ss, release)
 
     server = _accepting_pool(ss)((HOST, 0), Handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,))
