@@ -1459,13 +1459,13 @@ class _WorkerPool:
         lock = self.lock
         me = threading.current_thread()
         counters = server._fastsock_counters
-        take = session.take
+        accept, sock, cls = session.accept, session.sock, session.conn_class
         served = 0
         free = True             # counted in self.free (from _thread())
         try:
             while session.open:
                 try:
-                    item = take()
+                    item = accept(sock, cls)    # None: none waiting
                 except OSError as exc:
                     counters.accept_error()
                     self._accept_failed(session, exc)
@@ -1656,8 +1656,8 @@ class _AcceptSession:
         self.sock = sock = server.socket
         self.fd = fd = sock.fileno()
         self.conn_class = server._fastsock_conn_class
-        self.accept = server._core.accept_nowait
-        self.server_core = server._core
+        self.core = core = server._core
+        self.accept = core.accept_nowait    # (conn, address), or None
         self.lock = threading.Lock()
         self.open = True
         self.released = False
@@ -1666,7 +1666,7 @@ class _AcceptSession:
         self.pollers = []       # epoll sets not in use (see wait())
         # Wakes every worker's poll when the session ends; closed when the
         # last worker has left (a closed descriptor would not wake a poll).
-        self.stop = server._core.Waker()
+        self.stop = core.Waker()
         try:
             # The first epoll set, made now: a kernel without EPOLLEXCLUSIVE
             # (before 4.5) refuses it here.
@@ -1722,12 +1722,7 @@ class _AcceptSession:
 
     def idle(self, timeout):
         """Sleep *timeout* seconds, or until the session ends."""
-        self.server_core.wait_readable(self.stop.fileno(), -1, timeout)
-
-    def take(self):
-        """``(conn, address)`` of a waiting connection, or None if there is
-        none.  Other accept() errors raise."""
-        return self.accept(self.sock, self.conn_class)
+        self.core.wait_readable(self.stop.fileno(), -1, timeout)
 
     def close(self):
         """No more connections: wake the waiting workers (they leave)."""
