@@ -905,6 +905,21 @@ def test_pool_idle_workers_exit(ss, path):
         assert tcp_exchange(server.server_address, b"again\n") == b"again\n"
 
 
+def test_pool_idle_timeout_zero_does_not_spin(ss):
+    # worker_idle_timeout = 0: idle workers leave at once, but the one free
+    # worker the accepting mode keeps waits without spinning on its wait.
+    server = _accepting_pool(ss, worker_idle_timeout=0)((HOST, 0), echo_handler(ss))
+    with serving(server, poll_interval=0.05):
+        for i in range(3):
+            assert tcp_exchange(server.server_address, b"%d\n" % i) == b"%d\n" % i
+        time.sleep(0.2)
+        cpu = time.process_time()
+        time.sleep(0.5)
+        assert time.process_time() - cpu < 0.2
+        assert server.pool_stats["workers"] == 1
+        assert tcp_exchange(server.server_address, b"again\n") == b"again\n"
+
+
 def test_pool_socket_with_timeout_uses_the_serve_loop(ss):
     # A listening socket with a timeout: the serve loop accepts (as the
     # stdlib's), the descriptor is left alone, requests are still served.

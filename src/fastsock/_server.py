@@ -1462,6 +1462,7 @@ class _WorkerPool:
         accept, sock, cls = session.accept, session.sock, session.conn_class
         served = 0
         free = True             # counted in self.free (from _thread())
+        patient = False         # the last wait timed out and this one stayed
         try:
             while session.open:
                 try:
@@ -1472,7 +1473,7 @@ class _WorkerPool:
                     continue
                 if item is None:
                     try:
-                        ready = session.wait(server.worker_idle_timeout)
+                        ready = session.wait(None if patient else server.worker_idle_timeout)
                     except OSError as exc:
                         # no descriptor for an epoll set (EMFILE...), or
                         # the listening socket closed
@@ -1485,6 +1486,12 @@ class _WorkerPool:
                                 self.free -= 1
                                 free = False
                                 return
+                        # The one free worker stays, and waits without a
+                        # timeout now (a worker_idle_timeout of 0 would
+                        # otherwise spin here) until something happens.
+                        patient = True
+                    else:
+                        patient = False
                     continue
                 counters.accept()
                 if server._TCPServer__backoff:
